@@ -1,0 +1,52 @@
+# Two commands do all the set-up on a fresh machine:
+#   make run   creates .venv if missing, installs everything, opens the app on the demo
+#   make test  the same set-up, then the test suite
+# torch is installed first, pinned, so pip takes the CPU wheel instead of a CUDA build.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+TORCH  := torch==2.13.0
+
+.PHONY: run test test-all lint format bench clean-venv help
+
+help:
+	@echo "make run       set up (first time) and open the Kiln app"
+	@echo "make test      set up (first time) and run the fast test suite"
+	@echo "make test-all  every test, including the slow ones"
+	@echo "make lint      ruff check + format check + import contract"
+	@echo "make bench     the benchmarks in bench/"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	@touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/kiln app
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-all: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not gpu"
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: $(STAMP)
+	$(BIN)/python bench/compare.py
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,107 @@
+"""One error hierarchy for everything Kiln reports to an operator.
+
+Every error carries a short title, a message that names what went wrong (and where:
+a file, a line, a key), and a fix hint. The CLI prints all three to stderr and exits
+non-zero; the app shows them in a modal. Anything that is not a ``KilnError`` is a
+bug in Kiln, and only then does a traceback reach the operator.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class KilnError(Exception):
+    """Base class: an expected failure with a clear explanation and a fix."""
+
+    title = "Kiln error"
+    exit_code = 1
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        hint: str | None = None,
+        path: str | Path | None = None,
+        line: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.path = str(path) if path is not None else None
+        self.line = line
+
+    @property
+    def location(self) -> str | None:
+        """``file:line`` (or just the file) the error is about, if any."""
+        if self.path is None:
+            return None
+        return f"{self.path}:{self.line}" if self.line is not None else self.path
+
+    def one_line(self) -> str:
+        """The whole error on one line, as the CLI prints it."""
+        where = f"{self.location}: " if self.location else ""
+        hint = f" (fix: {self.hint})" if self.hint else ""
+        return f"{self.title}: {where}{self.message}{hint}"
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "kind": type(self).__name__,
+            "title": self.title,
+            "message": self.message,
+            "hint": self.hint,
+            "path": self.path,
+            "line": self.line,
+        }
+
+    def __str__(self) -> str:
+        return self.one_line()
+
+
+class ConfigError(KilnError):
+    title = "Invalid configuration"
+
+
+class DataError(KilnError):
+    title = "Invalid data"
+
+
+class LabelMismatch(DataError):
+    title = "Label set mismatch"
+
+
+class ModelNotFound(KilnError):
+    title = "Model weights not found"
+
+
+class ModelLoadError(KilnError):
+    title = "Model could not be loaded"
+
+
+class ExportError(KilnError):
+    title = "Export failed"
+
+
+class ParityError(KilnError):
+    title = "Parity check failed"
+
+
+class ToolchainMissing(KilnError):
+    title = "Toolchain not available"
+
+
+class RuntimeFailure(KilnError):
+    title = "Runtime failed"
+
+
+class StoreError(KilnError):
+    title = "Run store problem"
+
+
+class RunNotFound(StoreError):
+    title = "Run not found"
+
+
+class Cancelled(KilnError):
+    title = "Run cancelled"
+    exit_code = 130

@@ -1,0 +1,38 @@
+"""Start runs in a detached worker process and follow them through the store."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from core.paths import kiln_home
+from core.runconfig import RunConfig
+from core.store import RunStore
+
+
+def launch(config: RunConfig, store: RunStore) -> str:
+    """Record the run, start its worker in a new session, and return the run id.
+
+    The worker outlives this process on purpose: closing the app or losing the SSH
+    link must not stop an evaluation.
+    """
+    run_id = store.create_run(config.to_dict())
+    logs = kiln_home() / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    log_path = logs / f"{run_id}.log"
+    repo_root = str(Path(__file__).resolve().parent.parent)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (repo_root, env.get("PYTHONPATH")) if p)
+    with open(log_path, "ab") as log_file:
+        proc = subprocess.Popen(  # noqa: S603 - fixed argument list, no shell
+            [sys.executable, "-m", "core.worker", run_id, "--store", str(store.path)],
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=env,
+        )
+    store.set_status(run_id, "starting", pid=proc.pid)
+    return run_id

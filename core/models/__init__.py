@@ -1,0 +1,18 @@
+"""Model cards, family specs and weight loading."""
+
+from core.models.cards import ModelCard, get_card, list_cards, load_card_file
+from core.models.families import FAMILIES, FamilySpec, get_family
+from core.models.loading import LoadedModel, load_model, locate_weights
+
+__all__ = [
+    "FAMILIES",
+    "FamilySpec",
+    "LoadedModel",
+    "ModelCard",
+    "get_card",
+    "get_family",
+    "list_cards",
+    "load_card_file",
+    "load_model",
+    "locate_weights",
+]

@@ -1,0 +1,165 @@
+"""Model cards: what a model is, where its weights come from, and what it should score.
+
+A card is YAML under ``assets/cards/`` (or any path an operator passes). It names
+the family, the task, the label set, the sequence length, a default dataset, where
+the weights may be found, and the figures the seed recipes published, so every run
+can be compared with them.
+"""
+
+from __future__ import annotations
+
+import difflib
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from core.configfile import FrozenConfig, load_config
+from core.errors import ConfigError
+from core.models.families import FAMILIES
+from core.paths import assets_dir
+
+MetricName = Literal[
+    "entity_f1", "entity_precision", "entity_recall", "token_accuracy", "accuracy", "macro_f1"
+]
+
+
+class Weights(FrozenConfig):
+    """Where a card's weights may be found; Kiln never downloads, it only looks."""
+
+    source: Literal["builtin", "local", "hf-cache"]
+    """builtin: shipped under assets/models; local: a Hugging Face directory on disk;
+    hf-cache: a repo id looked up in the local Hugging Face cache (never fetched)."""
+    path: str | None = None
+    """Directory (builtin: relative to assets/models; local: absolute or ~-relative)."""
+    repo_id: str | None = None
+    """Hugging Face repo id of a fine-tuned checkpoint, for the cache lookup."""
+
+    @model_validator(mode="after")
+    def _needs_a_location(self) -> Weights:
+        if self.source in ("builtin", "local") and not self.path:
+            raise ValueError(f"weights.source '{self.source}' needs weights.path")
+        if self.source == "hf-cache" and not self.repo_id:
+            raise ValueError("weights.source 'hf-cache' needs weights.repo_id")
+        return self
+
+
+class Architecture(FrozenConfig):
+    """The checkpoint's shape, so a performance-only run can build it with random weights."""
+
+    hidden_size: int = Field(gt=0)
+    num_layers: int = Field(gt=0)
+    num_heads: int = Field(gt=0)
+    intermediate_size: int = Field(gt=0)
+    vocab_size: int = Field(gt=0)
+    tokenizer: Literal["cjk-chars", "xlm-r-sentencepiece", "english-wordpiece"] = "cjk-chars"
+    """Stand-in tokenizer for performance-only runs: it sets realistic sequence lengths."""
+
+
+class ReferenceFigure(FrozenConfig):
+    """A published figure to compare with: the seed recipes' own numbers."""
+
+    metric: MetricName
+    value: float
+    precision: str = "fp32"
+    """Precision the figure was measured at (fp32, fp16, int8)."""
+    runtime: str = ""
+    """What produced it, e.g. 'PyTorch', 'TorchScript', 'VastAI vacc'."""
+    source: str
+    """Where it was published (recipe or paper)."""
+    note: str = ""
+
+
+class ModelCard(FrozenConfig):
+    """A model Kiln can build: identity, task, labels, weights and reference figures."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]*$")
+    title: str
+    family: str
+    task: Literal["token-classification", "sequence-classification", "sentence-pair-classification"]
+    labels: tuple[str, ...] = Field(min_length=2)
+    max_seq_len: int = Field(ge=8, le=4096)
+    default_dataset: str
+    weights: Weights
+    description: str = ""
+    languages: tuple[str, ...] = ()
+    reference: tuple[ReferenceFigure, ...] = ()
+    architecture: Architecture | None = None
+    """Needed only for performance-only runs of a card whose weights are absent."""
+    training: dict[str, Any] | None = None
+    """For built-in models: how Kiln trained them (command, seed, data hashes, figures)."""
+    trust_remote_code: bool = False
+    """Run the checkpoint's own Python code. Off unless a card opts in explicitly."""
+    card_path: str | None = Field(default=None, exclude=True)
+
+    @field_validator("family")
+    @classmethod
+    def _known_family(cls, value: str) -> str:
+        if value not in FAMILIES:
+            close = difflib.get_close_matches(value, FAMILIES, n=1)
+            maybe = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ValueError(f"unknown family {value!r}{maybe}; known: {', '.join(FAMILIES)}")
+        return value
+
+    @field_validator("labels")
+    @classmethod
+    def _unique_labels(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(value)) != len(value):
+            raise ValueError("labels must be unique")
+        return value
+
+    @cached_property
+    def primary_metric(self) -> str:
+        return "entity_f1" if self.task == "token-classification" else "accuracy"
+
+    def reference_for(self, metric: str, precision: str = "fp32") -> ReferenceFigure | None:
+        for figure in self.reference:
+            if figure.metric == metric and figure.precision == precision:
+                return figure
+        return None
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "title": self.title,
+            "family": self.family,
+            "task": self.task,
+            "labels": list(self.labels),
+            "max_seq_len": self.max_seq_len,
+            "default_dataset": self.default_dataset,
+            "weights": self.weights.model_dump(),
+            "reference": [r.model_dump() for r in self.reference],
+        }
+
+
+def cards_dir() -> Path:
+    return assets_dir() / "cards"
+
+
+def load_card_file(path: Path | str) -> ModelCard:
+    card = load_config(path, ModelCard)
+    return card.model_copy(update={"card_path": str(Path(path).resolve())})
+
+
+def list_cards() -> list[ModelCard]:
+    """Every card shipped in ``assets/cards`` (a broken one raises with its file name)."""
+    return [load_card_file(p) for p in sorted(cards_dir().glob("*.yaml"))]
+
+
+def get_card(name_or_path: str) -> ModelCard:
+    """A card by name, or by path to a card file."""
+    candidate = Path(name_or_path)
+    if candidate.suffix in (".yaml", ".yml") and candidate.exists():
+        return load_card_file(candidate)
+    path = cards_dir() / f"{name_or_path}.yaml"
+    if path.exists():
+        return load_card_file(path)
+    known = sorted(p.stem for p in cards_dir().glob("*.yaml"))
+    close = difflib.get_close_matches(name_or_path, known, n=1)
+    maybe = f"did you mean '{close[0]}'? " if close else ""
+    raise ConfigError(
+        f"no model card named {name_or_path!r}",
+        path=cards_dir(),
+        hint=f"{maybe}known models: {', '.join(known)} (`kiln models` lists them)",
+    )

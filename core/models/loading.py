@@ -1,0 +1,193 @@
+"""Find and load a card's weights, from local files only.
+
+Kiln never downloads at run time. It looks in a fixed list of places, in order, and
+when nothing is there it says every place it looked and how to put weights there.
+A performance-only run builds the card's architecture with random weights instead,
+and says so everywhere a figure would otherwise be read as accuracy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core.errors import ConfigError, LabelMismatch, ModelLoadError, ModelNotFound
+from core.models.cards import ModelCard
+from core.models.families import get_family
+from core.paths import assets_dir, kiln_home
+
+log = logging.getLogger(__name__)
+
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to run in PyTorch fp32: the reference every artifact is checked against."""
+
+    card: ModelCard
+    model: Any
+    tokenizer: Any
+    perf_only: bool
+    weights_dir: Path | None
+    weights_sha256: str
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def family(self) -> Any:
+        return get_family(self.card.family)
+
+
+def candidate_dirs(card: ModelCard, override: Path | None = None) -> list[tuple[str, Path]]:
+    """Every place Kiln looks for a card's weights, in order, with a label for messages."""
+    places: list[tuple[str, Path]] = []
+    if override is not None:
+        places.append(("--weights", Path(override).expanduser()))
+    if card.weights.source == "builtin" and card.weights.path:
+        places.append(("built-in asset", assets_dir() / "models" / card.weights.path))
+    if card.weights.source == "local" and card.weights.path:
+        places.append(("card weights.path", Path(card.weights.path).expanduser()))
+    env_name = "KILN_WEIGHTS_" + card.name.upper().replace("-", "_").replace(".", "_")
+    if os.environ.get(env_name):
+        places.append((f"${env_name}", Path(os.environ[env_name]).expanduser()))
+    places.append(("KILN_HOME models", kiln_home() / "models" / card.name))
+    return places
+
+
+def _hf_cache_dir(repo_id: str) -> Path | None:
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(repo_id, local_files_only=True))
+    except Exception:  # noqa: BLE001 - any failure means "not in the cache"
+        return None
+
+
+def _has_weights(path: Path) -> bool:
+    return (path / "config.json").is_file() and any((path / f).is_file() for f in WEIGHT_FILES)
+
+
+def locate_weights(card: ModelCard, override: Path | None = None) -> Path:
+    """The first directory that holds the card's weights, or ``ModelNotFound``."""
+    searched: list[str] = []
+    for label, path in candidate_dirs(card, override):
+        if _has_weights(path):
+            return path
+        searched.append(f"{label}: {path}")
+    if card.weights.repo_id:
+        found = _hf_cache_dir(card.weights.repo_id)
+        if found is not None and _has_weights(found):
+            return found
+        searched.append(f"Hugging Face cache: {card.weights.repo_id} (local files only)")
+    env_name = "KILN_WEIGHTS_" + card.name.upper().replace("-", "_").replace(".", "_")
+    raise ModelNotFound(
+        f"no weights for '{card.name}' (a directory with config.json and model.safetensors); "
+        f"searched: {'; '.join(searched)}",
+        path=card.card_path,
+        hint=f"pass --weights DIR, set {env_name}=DIR, copy a fine-tuned Hugging Face "
+        f"directory to {kiln_home() / 'models' / card.name}, or add --perf-only to measure "
+        "speed with random weights",
+    )
+
+
+def _sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(p.name for p in path.iterdir() if p.is_file()):
+        if name.endswith((".safetensors", ".bin", ".json", ".txt", ".model")):
+            digest.update(name.encode())
+            with open(path / name, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(chunk)
+    return digest.hexdigest()
+
+
+def check_labels(card: ModelCard, config: Any, where: Path) -> None:
+    """The checkpoint's label set must be the card's, in the same order."""
+    id2label = getattr(config, "id2label", None) or {}
+    found = tuple(id2label[i] for i in sorted(id2label))
+    if found != card.labels:
+        raise LabelMismatch(
+            f"the checkpoint's labels {list(found)} differ from the card's {list(card.labels)}",
+            path=where / "config.json",
+            hint="fix id2label in the checkpoint's config.json or the card's labels so "
+            "they match, in order",
+        )
+
+
+def load_model(
+    card: ModelCard, *, weights_dir: Path | None = None, perf_only: bool = False
+) -> LoadedModel:
+    """Load tokenizer and fp32 model for ``card`` (eager attention, so exports fuse)."""
+    import torch
+
+    family = get_family(card.family)
+    if perf_only:
+        return _random_model(card)
+    path = locate_weights(card, weights_dir)
+    if card.trust_remote_code:
+        log.warning(
+            "card %s opts in to trust_remote_code: the checkpoint's code will run", card.name
+        )
+    try:
+        from transformers import AutoConfig, AutoTokenizer
+
+        config = AutoConfig.from_pretrained(
+            path, local_files_only=True, trust_remote_code=card.trust_remote_code
+        )
+        check_labels(card, config, path)
+        model_cls = family.model_class(card.task)
+        model = model_cls.from_pretrained(
+            path,
+            local_files_only=True,
+            trust_remote_code=card.trust_remote_code,
+            attn_implementation="eager",
+            dtype=torch.float32,
+        )
+        tokenizer = AutoTokenizer.from_pretrained(
+            path, local_files_only=True, trust_remote_code=card.trust_remote_code
+        )
+    except (LabelMismatch, ConfigError):
+        raise
+    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+        raise ModelLoadError(
+            f"could not load the checkpoint in {path}: {str(exc).splitlines()[0]}",
+            path=path,
+            hint="check that the directory holds a complete Hugging Face checkpoint "
+            "(config.json, model.safetensors, tokenizer files)",
+        ) from exc
+    model.eval()
+    return LoadedModel(card, model, tokenizer, False, path, _sha256_of(path))
+
+
+def _random_model(card: ModelCard) -> LoadedModel:
+    """The card's architecture with seeded random weights: for speed figures only."""
+    import torch
+
+    from core.models.perf_tokenizer import perf_tokenizer_for
+
+    family = get_family(card.family)
+    tokenizer, arch = perf_tokenizer_for(card)
+    torch.manual_seed(0)
+    config = family.build_config(
+        labels=card.labels,
+        vocab_size=arch["vocab_size"],
+        hidden_size=arch["hidden_size"],
+        num_layers=arch["num_layers"],
+        num_heads=arch["num_heads"],
+        intermediate_size=arch["intermediate_size"],
+        max_seq_len=card.max_seq_len,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    config._attn_implementation = "eager"
+    model = family.model_class(card.task).from_config(config, attn_implementation="eager")
+    model.eval()
+    note = (
+        "performance-only: random weights of the card's architecture; accuracy figures "
+        "are unavailable"
+    )
+    log.warning(note)
+    return LoadedModel(card, model, tokenizer, True, None, "random-seed-0", [note])

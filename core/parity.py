@@ -1,0 +1,84 @@
+"""Parity: does the built artifact compute what the PyTorch fp32 reference computes?
+
+Compared on the same padded batches, over real (unpadded) positions only: maximum and
+mean absolute logit difference, cosine similarity, and prediction agreement. The
+family's tolerance and the precision decide pass / warn / fail; the verdict is stored
+with the run either way, because a failing artifact still deserves an accuracy figure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from core.encode import PaddedBatch
+from core.runtimes import CompiledModel
+
+# Largest max-abs logit difference that passes, per precision, scaled by the family's.
+PRECISION_SCALE = {"fp32": 1.0, "bf16": 100.0, "fp16": 30.0, "int8": 300.0}
+# Prediction agreement under which the verdict is "fail" rather than "warn".
+FAIL_AGREEMENT = 0.99
+
+
+@dataclass(frozen=True)
+class ParityReport:
+    samples: int
+    positions: int
+    max_abs_diff: float
+    mean_abs_diff: float
+    cosine: float
+    agreement: float
+    tolerance: float
+    status: str
+
+    def to_dict(self) -> dict[str, float | int | str]:
+        return asdict(self)
+
+
+def compare(
+    reference: CompiledModel,
+    candidate: CompiledModel,
+    batches: Sequence[PaddedBatch],
+    *,
+    token_level: bool,
+    tolerance: float,
+) -> ParityReport:
+    ref_rows, cand_rows = [], []
+    samples = 0
+    for batch in batches:
+        ref = reference.run(batch.arrays).astype(np.float64)
+        cand = candidate.run(batch.arrays).astype(np.float64)
+        if token_level:
+            mask = batch.arrays["attention_mask"].astype(bool)
+            ref_rows.append(ref[mask])
+            cand_rows.append(cand[mask])
+        else:
+            ref_rows.append(ref)
+            cand_rows.append(cand)
+        samples += batch.size
+    ref_all = np.concatenate(ref_rows)
+    cand_all = np.concatenate(cand_rows)
+    diff = np.abs(ref_all - cand_all)
+    dot = np.sum(ref_all * cand_all, axis=-1)
+    norms = np.linalg.norm(ref_all, axis=-1) * np.linalg.norm(cand_all, axis=-1)
+    cosine = float(np.mean(dot / np.maximum(norms, 1e-12)))
+    agreement = float(np.mean(ref_all.argmax(-1) == cand_all.argmax(-1)))
+    max_abs = float(diff.max())
+    if max_abs <= tolerance and agreement == 1.0:
+        status = "pass"
+    elif agreement >= FAIL_AGREEMENT:
+        status = "warn"
+    else:
+        status = "fail"
+    return ParityReport(
+        samples=samples,
+        positions=int(ref_all.shape[0]),
+        max_abs_diff=max_abs,
+        mean_abs_diff=float(diff.mean()),
+        cosine=cosine,
+        agreement=agreement,
+        tolerance=tolerance,
+        status=status,
+    )

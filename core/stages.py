@@ -1,0 +1,370 @@
+"""The stage functions, in pipeline order. Each takes the run state and the runner."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from core.errors import ConfigError, DataError
+from core.events import ArtifactWritten
+from core.pipeline import RunState, StageRunner, check_dataset_labels
+from core.runconfig import RunConfig
+
+log = logging.getLogger(__name__)
+
+PARITY_TOLERANCE_SCALE = {"fp32": 1.0}
+
+
+@dataclass(frozen=True)
+class Preflight:
+    """What resolve found: checked before any heavy work, by the CLI and the worker."""
+
+    card: Any
+    profile: Any
+    dataset: Any
+    split: Any
+    weights: Path | None
+    batch_size: int
+    seq_len: int
+
+
+def preflight(cfg: RunConfig) -> Preflight:
+    """Check card, profile, precision, dataset and weights; raise a ``KilnError`` if wrong.
+
+    Cheap on purpose (no torch import), so the CLI can refuse bad input before a run
+    record exists, and the worker's resolve stage repeats it as its first step.
+    """
+    from core.data import builtin_datasets, load_builtin, read_file
+    from core.models import get_card, locate_weights
+    from core.profiles import get_profile, require_available
+
+    card = get_card(cfg.model)
+    profile = get_profile(cfg.profile)
+    require_available(profile)
+    profile.require_precision(cfg.precision)
+    if cfg.dataset_file:
+        dataset = read_file(Path(cfg.dataset_file), cfg.dataset_format, card.labels)
+        split = dataset.split("file")
+    else:
+        name = cfg.dataset or card.default_dataset
+        if name not in builtin_datasets():
+            raise DataError(
+                f"dataset '{name}' does not ship with Kiln (built-in: "
+                f"{', '.join(builtin_datasets())})",
+                path=card.card_path if not cfg.dataset else None,
+                hint="evaluate on your copy with --dataset-file FILE --format bio|tsv|xnli",
+            )
+        dataset = load_builtin(name)
+        split = dataset.split(cfg.split)
+    if dataset.task != card.task:
+        raise ConfigError(
+            f"dataset '{dataset.name}' is for {dataset.task}, but model '{card.name}' does "
+            f"{card.task}",
+            hint="pick a dataset of the model's task",
+        )
+    check_dataset_labels(card, dataset)
+    weights = None
+    if not cfg.perf_only:
+        weights = locate_weights(card, Path(cfg.weights) if cfg.weights else None)
+    seq_len = cfg.seq_len or profile.defaults.seq_len or card.max_seq_len
+    if seq_len > card.max_seq_len:
+        raise ConfigError(
+            f"sequence length {seq_len} exceeds the model's {card.max_seq_len}",
+            hint=f"use --seq-len {card.max_seq_len} or less",
+        )
+    batch_size = cfg.batch_size or profile.defaults.batch_size
+    return Preflight(card, profile, dataset, split, weights, batch_size, seq_len)
+
+
+def resolve(state: RunState, run: StageRunner) -> None:
+    cfg = state.config
+    with run.stage("resolve") as summary:
+        found = preflight(cfg)
+        state.card, state.profile = card, profile = found.card, found.profile
+        state.dataset, state.split = found.dataset, found.split
+        state.batch_size, state.seq_len = found.batch_size, found.seq_len
+        summary |= {
+            "model": card.name,
+            "family": card.family,
+            "profile": profile.name,
+            "precision": cfg.precision,
+            "dataset": state.dataset.name,
+            "split": state.split.name,
+            "examples": len(state.split),
+            "data_hash": state.split.content_hash,
+            "batch_size": state.batch_size,
+            "seq_len": state.seq_len,
+            "weights": str(found.weights) if found.weights else "random (performance-only)",
+        }
+        log.info(
+            "model %s (%s, %s), profile %s, %s, %d examples of %s/%s",
+            card.name,
+            card.family,
+            card.task,
+            profile.name,
+            cfg.precision,
+            len(state.split),
+            state.dataset.name,
+            state.split.name,
+        )
+
+
+def load(state: RunState, run: StageRunner) -> None:
+    from core.encode import encode, make_batches
+    from core.models import load_model
+
+    cfg = state.config
+    with run.stage("load") as summary:
+        weights = Path(cfg.weights) if cfg.weights else None
+        state.loaded = loaded = load_model(state.card, weights_dir=weights, perf_only=cfg.perf_only)
+        examples = state.split.examples[: cfg.limit] if cfg.limit else state.split.examples
+        state.examples = examples
+        state.encoded = encode(examples, loaded.tokenizer, state.card.task, state.seq_len)
+        truncated = sum(e.truncated for e in state.encoded)
+        if truncated:
+            log.warning(
+                "%d of %d examples were truncated to %d tokens; their tail is "
+                "predicted as O / ignored",
+                truncated,
+                len(examples),
+                state.seq_len,
+            )
+        state.batches = make_batches(
+            state.encoded,
+            batch_size=state.batch_size,
+            pad_token_id=loaded.tokenizer.pad_token_id or 0,
+            input_names=loaded.family.input_names,
+            padding=cfg.padding,  # type: ignore[arg-type]
+            seq_len=state.seq_len,
+        )
+        params = sum(p.numel() for p in loaded.model.parameters())
+        summary |= {
+            "parameters": params,
+            "examples": len(examples),
+            "batches": len(state.batches),
+            "truncated": truncated,
+            "perf_only": loaded.perf_only,
+            "weights_sha256": loaded.weights_sha256,
+        }
+        log.info(
+            "loaded %s: %.2fM parameters, %d batches of up to %d",
+            state.card.name,
+            params / 1e6,
+            len(state.batches),
+            state.batch_size,
+        )
+
+
+def export(state: RunState, run: StageRunner) -> None:
+    from core.export import export_onnx, file_sha256
+
+    if state.profile.runtime == "torch":
+        run.skip("export", "the profile runs the PyTorch model directly")
+        return
+    with run.stage("export") as summary:
+        loaded = state.loaded
+        path, reused = export_onnx(
+            loaded.model,
+            input_names=loaded.family.input_names,
+            weights_sha256=loaded.weights_sha256,
+            static_shape=(state.batch_size, state.seq_len) if state.profile.static_shapes else None,
+        )
+        state.onnx_path = path
+        summary |= {"path": str(path), "cached": reused, "size_mb": path.stat().st_size / 1e6}
+        run.emit(
+            ArtifactWritten(
+                "export",
+                "onnx",
+                str(path),
+                file_sha256(path),
+                path.stat().st_size,
+                {"cached": reused},
+            )
+        )
+
+
+def optimize(state: RunState, run: StageRunner) -> None:
+    run.skip(
+        "optimize",
+        f"profile '{state.profile.name}' asks for no graph rewriting; the "
+        "runtime applies its own basic optimisations when it builds the session",
+    )
+
+
+def quantize(state: RunState, run: StageRunner) -> None:
+    run.skip("quantize", f"{state.config.precision} keeps the weights as trained")
+
+
+def compile_model(state: RunState, run: StageRunner) -> None:
+    from core.runtimes import OnnxRuntimeModel, TorchModel
+
+    profile = state.profile
+    with run.stage("compile") as summary:
+        threads = profile.defaults.intra_op_threads
+        if profile.runtime == "torch":
+            state.compiled = TorchModel(
+                state.loaded.model, state.loaded.family.input_names, threads
+            )
+        else:
+            state.compiled = OnnxRuntimeModel(
+                state.onnx_path,
+                providers=profile.execution_providers or ("CPUExecutionProvider",),
+                intra_op_threads=threads,
+                inter_op_threads=profile.defaults.inter_op_threads,
+            )
+        summary |= {"runtime": state.compiled.description, **state.compiled.settings()}
+        log.info("built %s", state.compiled.description)
+
+
+def verify(state: RunState, run: StageRunner) -> None:
+    from core.parity import PRECISION_SCALE, compare
+    from core.runtimes import TorchModel
+
+    if state.profile.runtime == "torch" and state.config.precision == "fp32":
+        run.skip("verify", "the profile runs the fp32 PyTorch reference itself")
+        return
+    with run.stage("verify") as summary:
+        reference = TorchModel(state.loaded.model, state.loaded.family.input_names)
+        wanted = min(state.config.parity_samples, len(state.encoded))
+        picked = state.encoded[:wanted]
+        from core.encode import make_batches
+
+        batches = make_batches(
+            picked,
+            batch_size=8,
+            pad_token_id=state.loaded.tokenizer.pad_token_id or 0,
+            input_names=state.loaded.family.input_names,
+        )
+        tolerance = state.loaded.family.parity_atol * PRECISION_SCALE.get(
+            state.config.precision, 1.0
+        )
+        report = compare(
+            reference,
+            state.compiled,
+            batches,
+            token_level=state.card.task == "token-classification",
+            tolerance=tolerance,
+        )
+        state.result["parity"] = report.to_dict()
+        summary |= report.to_dict()
+        level = logging.INFO if report.status == "pass" else logging.WARNING
+        log.log(
+            level,
+            "parity %s on %d samples: max |Δlogit| %.2e (tolerance %.1e), "
+            "cosine %.6f, agreement %.4f",
+            report.status.upper(),
+            report.samples,
+            report.max_abs_diff,
+            tolerance,
+            report.cosine,
+            report.agreement,
+        )
+
+
+def evaluate(state: RunState, run: StageRunner) -> None:
+    from core.evaluate import evaluate as evaluate_batches
+
+    with run.stage("evaluate") as summary:
+        result = evaluate_batches(
+            state.compiled,
+            state.batches,
+            state.encoded,
+            state.examples,
+            task=state.card.task,
+            labels=state.card.labels,
+            emit=run.emit,
+            cancelled=run.cancelled,
+            score=not state.loaded.perf_only,
+        )
+        state.result |= {
+            "metrics": result.accuracy,
+            "throughput": result.throughput,
+            "latency": result.latency,
+            "resources": result.resources,
+            "truncated": result.truncated,
+        }
+        summary |= {
+            "metrics": result.accuracy,
+            "throughput": result.throughput,
+            "latency": result.latency,
+        }
+        if result.accuracy:
+            shown = {k: round(v, 4) for k, v in result.accuracy.items() if isinstance(v, float)}
+            log.info("accuracy: %s", shown)
+        log.info(
+            "throughput %.1f samples/s, latency p50 %.1f ms, p99 %.1f ms",
+            result.throughput["samples_per_s"],
+            result.latency["p50_ms"],
+            result.latency["p99_ms"],
+        )
+
+
+def benchmark(state: RunState, run: StageRunner) -> None:
+    run.skip(
+        "benchmark", "no benchmark grid requested; speed figures come from the evaluation pass"
+    )
+
+
+def report(state: RunState, run: StageRunner) -> None:
+    from core.environment import environment
+    from core.export import file_sha256
+    from core.paths import artifacts_dir
+
+    with run.stage("report") as summary:
+        card, cfg = state.card, state.config
+        metrics = state.result.get("metrics") or {}
+        references = []
+        for figure in card.reference:
+            measured = metrics.get(figure.metric)
+            references.append(
+                {
+                    **figure.model_dump(),
+                    "measured": measured,
+                    "delta": (measured - figure.value) if measured is not None else None,
+                }
+            )
+        state.result |= {
+            "run_id": state.run_id,
+            "model": card.name,
+            "family": card.family,
+            "task": card.task,
+            "dataset": state.dataset.name,
+            "split": state.split.name,
+            "data_hash": state.split.content_hash,
+            "profile": state.profile.name,
+            "runtime": state.compiled.description,
+            "runtime_settings": state.compiled.settings(),
+            "precision": cfg.precision,
+            "perf_only": state.loaded.perf_only,
+            "batch_size": state.batch_size,
+            "seq_len": state.seq_len,
+            "padding": cfg.padding,
+            "examples": len(state.examples),
+            "reference": references,
+            "stages": dict(state.stage_times),
+            "environment": environment(),
+        }
+        out = artifacts_dir(state.run_id) / "report.json"
+        out.write_text(json.dumps(state.result, indent=2, ensure_ascii=False, default=str))
+        summary["path"] = str(out)
+        run.emit(
+            ArtifactWritten("report", "report", str(out), file_sha256(out), out.stat().st_size)
+        )
+    state.result["stages"] = dict(state.stage_times)
+
+
+PIPELINE: tuple[Any, ...] = (
+    resolve,
+    load,
+    export,
+    optimize,
+    quantize,
+    compile_model,
+    verify,
+    evaluate,
+    benchmark,
+    report,
+)

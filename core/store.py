@@ -1,0 +1,486 @@
+"""The SQLite run store: every run, every event, every artifact, as it happens.
+
+The worker process appends; the app and ``kiln attach`` tail. WAL mode lets readers
+and one writer work at once, a busy timeout absorbs short write contention, and every
+write is its own short transaction so a killed worker loses nothing already emitted.
+The file carries an application id and a schema version so Kiln never mistakes (or
+overwrites) a foreign or corrupt database.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from core.errors import RunNotFound, StoreError
+from core.events import Event, from_record, to_record
+from core.paths import kiln_home
+
+APPLICATION_ID = 0x4B494C4E  # "KILN"
+SCHEMA_VERSION = 1
+
+TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled", "interrupted"})
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    created REAL NOT NULL,
+    updated REAL NOT NULL,
+    status TEXT NOT NULL,
+    model TEXT NOT NULL,
+    dataset TEXT NOT NULL,
+    profile TEXT NOT NULL,
+    precision TEXT NOT NULL,
+    config TEXT NOT NULL,
+    result TEXT,
+    error TEXT,
+    pid INTEGER,
+    cancel_requested INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS events (
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    seq INTEGER NOT NULL,
+    ts REAL NOT NULL,
+    kind TEXT NOT NULL,
+    stage TEXT,
+    payload TEXT NOT NULL,
+    PRIMARY KEY (run_id, seq)
+);
+CREATE TABLE IF NOT EXISTS metrics (
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    seq INTEGER NOT NULL,
+    ts REAL NOT NULL,
+    stage TEXT NOT NULL,
+    grp TEXT NOT NULL,
+    name TEXT NOT NULL,
+    value REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS metrics_run ON metrics(run_id, grp, name);
+CREATE TABLE IF NOT EXISTS artifacts (
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    stage TEXT NOT NULL,
+    name TEXT NOT NULL,
+    path TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    meta TEXT NOT NULL,
+    ts REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    key TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    PRIMARY KEY (run_id, key)
+);
+"""
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One row of the run history, as the CLI and the app list it."""
+
+    id: str
+    created: float
+    updated: float
+    status: str
+    model: str
+    dataset: str
+    profile: str
+    precision: str
+    config: dict[str, Any]
+    result: dict[str, Any] | None
+    error: dict[str, Any] | None
+    pid: int | None
+    cancel_requested: bool
+
+    @property
+    def finished(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "created": self.created,
+            "updated": self.updated,
+            "status": self.status,
+            "model": self.model,
+            "dataset": self.dataset,
+            "profile": self.profile,
+            "precision": self.precision,
+            "config": self.config,
+            "result": self.result,
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    seq: int
+    event: Event
+
+
+def default_store_path() -> Path:
+    return kiln_home() / "runs.sqlite"
+
+
+def new_run_id() -> str:
+    """Sortable by time, unique enough for one lab: ``20261122-004700-3fa2``."""
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
+
+
+def pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child still answers kill(0); treat it as gone.
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            return fh.read().split(") ", 1)[1][:1] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+class RunStore:
+    """A connection to one store file; cheap to open, one per thread or process."""
+
+    def __init__(self, path: Path | str | None = None, *, readonly: bool = False) -> None:
+        self.path = Path(path) if path is not None else default_store_path()
+        self._conn = self._open(readonly)
+
+    # -- opening and checking -------------------------------------------------------------
+    def _open(self, readonly: bool) -> sqlite3.Connection:
+        existed = self.path.exists() and self.path.stat().st_size > 0
+        if not existed:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
+            os.close(fd)
+        try:
+            conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+            conn.execute("PRAGMA busy_timeout = 30000")
+            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(
+                f"{self.path} is not a readable SQLite database ({exc})",
+                path=self.path,
+                hint="move the file aside (Kiln never overwrites it) or set KILN_HOME "
+                "to another directory",
+            ) from None
+        if existed and app_id != APPLICATION_ID:
+            conn.close()
+            raise StoreError(
+                "this file is not a Kiln run store (foreign application id)",
+                path=self.path,
+                hint="point KILN_HOME at a directory of its own; Kiln will not overwrite it",
+            )
+        if version > SCHEMA_VERSION:
+            conn.close()
+            raise StoreError(
+                f"run store schema version {version} is newer than this Kiln's ({SCHEMA_VERSION})",
+                path=self.path,
+                hint="upgrade Kiln, or use another KILN_HOME",
+            )
+        if not readonly:
+            try:
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("PRAGMA synchronous = NORMAL")
+                self._migrate(conn, version)
+            except sqlite3.DatabaseError as exc:
+                conn.close()
+                raise StoreError(
+                    f"the run store could not be prepared ({exc})",
+                    path=self.path,
+                    hint="check the disk and the file's permissions; the file was not changed",
+                ) from None
+        return conn
+
+    @staticmethod
+    def _migrate(conn: sqlite3.Connection, version: int) -> None:
+        if version == SCHEMA_VERSION:
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> RunStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- runs ------------------------------------------------------------------------------
+    def create_run(self, config: dict[str, Any], *, run_id: str | None = None) -> str:
+        run_id = run_id or new_run_id()
+        now = time.time()
+        self._conn.execute(
+            "INSERT INTO runs (id, created, updated, status, model, dataset, profile, precision,"
+            " config) VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?)",
+            (
+                run_id,
+                now,
+                now,
+                str(config.get("model", "")),
+                str(config.get("dataset_label", config.get("dataset", "")) or ""),
+                str(config.get("profile", "")),
+                str(config.get("precision", "")),
+                json.dumps(config, ensure_ascii=False),
+            ),
+        )
+        return run_id
+
+    def run(self, run_id: str) -> RunRecord:
+        row = self._conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            row = self._resolve_prefix(run_id)
+        return self._record(row)
+
+    def _resolve_prefix(self, prefix: str) -> tuple:
+        rows = self._conn.execute(
+            "SELECT * FROM runs WHERE id LIKE ? ORDER BY created DESC LIMIT 2",
+            (prefix.replace("%", "") + "%",),
+        ).fetchall()
+        if len(rows) != 1:
+            raise RunNotFound(
+                f"no run {prefix!r} in {self.path}"
+                if not rows
+                else f"run id {prefix!r} is ambiguous",
+                hint="`kiln runs` lists the runs in this store (KILN_HOME selects the store)",
+            )
+        return rows[0]
+
+    def runs(self, limit: int | None = None) -> list[RunRecord]:
+        sql = "SELECT * FROM runs ORDER BY created DESC"
+        params: tuple = ()
+        if limit is not None:
+            sql += " LIMIT ?"
+            params = (limit,)
+        return [self._record(row) for row in self._conn.execute(sql, params).fetchall()]
+
+    def _record(self, row: tuple) -> RunRecord:
+        (
+            rid,
+            created,
+            updated,
+            status,
+            model,
+            dataset,
+            profile,
+            precision,
+            config,
+            result,
+            error,
+            pid,
+            cancel,
+        ) = row
+        return RunRecord(
+            id=rid,
+            created=created,
+            updated=updated,
+            status=status,
+            model=model,
+            dataset=dataset,
+            profile=profile,
+            precision=precision,
+            config=json.loads(config),
+            result=json.loads(result) if result else None,
+            error=json.loads(error) if error else None,
+            pid=pid,
+            cancel_requested=bool(cancel),
+        )
+
+    def set_status(
+        self,
+        run_id: str,
+        status: str,
+        *,
+        result: dict[str, Any] | None = None,
+        error: dict[str, Any] | None = None,
+        pid: int | None = None,
+    ) -> None:
+        sets = ["status = ?", "updated = ?"]
+        params: list[Any] = [status, time.time()]
+        if result is not None:
+            sets.append("result = ?")
+            params.append(json.dumps(result, ensure_ascii=False, default=str))
+        if error is not None:
+            sets.append("error = ?")
+            params.append(json.dumps(error, ensure_ascii=False, default=str))
+        if pid is not None:
+            sets.append("pid = ?")
+            params.append(pid)
+        params.append(run_id)
+        self._conn.execute(f"UPDATE runs SET {', '.join(sets)} WHERE id = ?", params)
+
+    def request_cancel(self, run_id: str) -> None:
+        self._conn.execute(
+            "UPDATE runs SET cancel_requested = 1, updated = ? WHERE id = ?", (time.time(), run_id)
+        )
+
+    def cancel_requested(self, run_id: str) -> bool:
+        row = self._conn.execute(
+            "SELECT cancel_requested FROM runs WHERE id = ?", (run_id,)
+        ).fetchone()
+        return bool(row and row[0])
+
+    def mark_interrupted_if_dead(self, run_id: str) -> bool:
+        """A run whose worker died without a last word is interrupted, not running forever."""
+        rec = self.run(run_id)
+        if rec.finished or rec.status == "queued" or pid_alive(rec.pid):
+            return False
+        self.append(
+            run_id,
+            _interrupted_event(),
+        )
+        self.set_status(run_id, "interrupted")
+        return True
+
+    # -- events ----------------------------------------------------------------------------
+    def append(self, run_id: str, event: Event) -> int:
+        return self.append_many(run_id, [event])
+
+    def append_many(self, run_id: str, events: Iterable[Event]) -> int:
+        """Append events in one short transaction; returns the last sequence number."""
+        from core.events import ArtifactWritten, MetricSampled
+
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            (seq,) = conn.execute(
+                "SELECT COALESCE(MAX(seq), 0) FROM events WHERE run_id = ?", (run_id,)
+            ).fetchone()
+            for event in events:
+                seq += 1
+                kind, payload = to_record(event)
+                conn.execute(
+                    "INSERT INTO events (run_id, seq, ts, kind, stage, payload)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (run_id, seq, event.ts, kind, event.stage, payload),
+                )
+                if isinstance(event, MetricSampled):
+                    conn.executemany(
+                        "INSERT INTO metrics (run_id, seq, ts, stage, grp, name, value)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        [
+                            (run_id, seq, event.ts, event.stage_name, event.group, k, float(v))
+                            for k, v in event.values.items()
+                            if isinstance(v, int | float) and not isinstance(v, bool)
+                        ],
+                    )
+                elif isinstance(event, ArtifactWritten):
+                    conn.execute(
+                        "INSERT INTO artifacts (run_id, stage, name, path, sha256, size, meta, ts)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            run_id,
+                            event.stage_name,
+                            event.artifact,
+                            event.path,
+                            event.sha256,
+                            event.size,
+                            json.dumps(event.meta, default=str),
+                            event.ts,
+                        ),
+                    )
+            conn.execute("UPDATE runs SET updated = ? WHERE id = ?", (time.time(), run_id))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return seq
+
+    def events(self, run_id: str, *, after: int = 0, limit: int | None = None) -> list[StoredEvent]:
+        sql = "SELECT seq, kind, payload FROM events WHERE run_id = ? AND seq > ? ORDER BY seq"
+        params: tuple = (run_id, after)
+        if limit is not None:
+            sql += " LIMIT ?"
+            params = (run_id, after, limit)
+        return [
+            StoredEvent(seq, from_record(kind, payload))
+            for seq, kind, payload in self._conn.execute(sql, params).fetchall()
+        ]
+
+    def metric_series(self, run_id: str, group: str, name: str) -> list[tuple[float, float]]:
+        rows = self._conn.execute(
+            "SELECT ts, value FROM metrics WHERE run_id = ? AND grp = ? AND name = ? ORDER BY seq",
+            (run_id, group, name),
+        ).fetchall()
+        return [(ts, value) for ts, value in rows]
+
+    def artifacts(self, run_id: str) -> list[dict[str, Any]]:
+        rows = self._conn.execute(
+            "SELECT stage, name, path, sha256, size, meta FROM artifacts WHERE run_id = ?",
+            (run_id,),
+        ).fetchall()
+        return [
+            {"stage": s, "name": n, "path": p, "sha256": h, "size": z, "meta": json.loads(m)}
+            for s, n, p, h, z, m in rows
+        ]
+
+    # -- checkpoints (resumable evaluation) ------------------------------------------------
+    def save_checkpoint(self, run_id: str, key: str, payload: Any) -> None:
+        self._conn.execute(
+            "INSERT INTO checkpoints (run_id, key, payload) VALUES (?, ?, ?)"
+            " ON CONFLICT(run_id, key) DO UPDATE SET payload = excluded.payload",
+            (run_id, key, json.dumps(payload, ensure_ascii=False)),
+        )
+
+    def load_checkpoint(self, run_id: str, key: str) -> Any | None:
+        row = self._conn.execute(
+            "SELECT payload FROM checkpoints WHERE run_id = ? AND key = ?", (run_id, key)
+        ).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def tail(self, run_id: str, *, after: int = 0, poll_s: float = 0.1) -> Iterator[StoredEvent]:
+        """Yield a run's events as they arrive until it finishes (or its worker dies)."""
+        from core.events import RunFinished
+
+        while True:
+            batch = self.events(run_id, after=after, limit=500)
+            for stored in batch:
+                after = stored.seq
+                yield stored
+                if isinstance(stored.event, RunFinished):
+                    return
+            if not batch:
+                if self.mark_interrupted_if_dead(run_id):
+                    continue
+                if self.run(run_id).finished and not self.events(run_id, after=after):
+                    return
+                time.sleep(poll_s)
+
+
+def _interrupted_event() -> Event:
+    from core.events import RunFinished
+
+    return RunFinished(
+        status="interrupted",
+        error={
+            "kind": "Interrupted",
+            "title": "Run interrupted",
+            "message": "the worker process ended without finishing the run",
+            "hint": "`kiln show RUN_ID` lists what was stored; start it again with `kiln run`",
+        },
+    )

@@ -1,0 +1,144 @@
+"""The worker process: runs one pipeline and writes every event to the run store.
+
+Runs never execute in the app or the CLI process, so a closed terminal or a dropped
+SSH link does not stop them. Cancellation arrives as a flag in the store (or SIGTERM /
+SIGINT) and is honoured between batches. ``python -m core.worker RUN_ID --store PATH``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+from core.errors import Cancelled, KilnError
+from core.events import Event, LogLine, RunFinished
+from core.pipeline import current_stage, run_pipeline
+from core.runconfig import RunConfig
+from core.store import RunStore
+
+LOGGERS = ("core", "transformers", "onnxruntime", "torch.onnx")
+
+
+class StoreEmitter:
+    """Thread-safe ``emit`` that appends to the store (libraries log from other threads)."""
+
+    def __init__(self, store: RunStore, run_id: str) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.lock = threading.Lock()
+
+    def __call__(self, event: Event) -> None:
+        with self.lock:
+            self.store.append(self.run_id, event)
+
+
+class EventLogHandler(logging.Handler):
+    """Turns log records into ``LogLine`` events tagged with the running stage."""
+
+    def __init__(self, emit: Callable[[Event], None]) -> None:
+        super().__init__(logging.INFO)
+        self.emit_event = emit
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = record.getMessage()
+            self.emit_event(
+                LogLine(current_stage.get(), record.levelname.lower(), message, record.name)
+            )
+        except Exception:  # noqa: BLE001 - logging must never take a run down
+            self.handleError(record)
+
+
+class CancelFlag:
+    """Set by a signal or by the store's cancel request (polled at most twice a second)."""
+
+    def __init__(self, store: RunStore, run_id: str) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.event = threading.Event()
+        self._checked = 0.0
+
+    def __call__(self) -> bool:
+        if self.event.is_set():
+            return True
+        now = time.monotonic()
+        if now - self._checked > 0.5:
+            self._checked = now
+            if self.store.cancel_requested(self.run_id):
+                self.event.set()
+        return self.event.is_set()
+
+
+def execute_run(store: RunStore, run_id: str) -> int:
+    """Run ``run_id`` in this process; returns the exit code. Used by the worker and tests."""
+    record = store.run(run_id)
+    config = RunConfig.from_dict(record.config)
+    store.set_status(run_id, "running", pid=os.getpid())
+    emit = StoreEmitter(store, run_id)
+    cancelled = CancelFlag(store, run_id)
+    handler = EventLogHandler(emit)
+    loggers = [logging.getLogger(name) for name in LOGGERS]
+    previous = [(lg, lg.level) for lg in loggers]
+    for lg in loggers:
+        lg.addHandler(handler)
+        lg.setLevel(logging.INFO)
+    try:
+        result = run_pipeline(config, run_id, emit, cancelled)
+    except Cancelled as exc:
+        emit(RunFinished("cancelled", error=exc.to_dict()))
+        store.set_status(run_id, "cancelled", error=exc.to_dict())
+        return exc.exit_code
+    except KilnError as exc:
+        emit(RunFinished("failed", error=exc.to_dict()))
+        store.set_status(run_id, "failed", error=exc.to_dict())
+        return exc.exit_code
+    except Exception as exc:  # noqa: BLE001 - a bug: record it, never lose the run
+        error = {
+            "kind": type(exc).__name__,
+            "title": "Internal error",
+            "message": f"{type(exc).__name__}: {exc}",
+            "hint": "this is a bug in Kiln; the traceback is in the run's log",
+        }
+        emit(LogLine(current_stage.get(), "error", traceback.format_exc(), "core.worker"))
+        emit(RunFinished("failed", error=error))
+        store.set_status(run_id, "failed", error=error)
+        return 2
+    finally:
+        for lg, level in previous:
+            lg.removeHandler(handler)
+            lg.setLevel(level)
+    emit(RunFinished("succeeded", result=result))
+    store.set_status(run_id, "succeeded", result=result)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m core.worker")
+    parser.add_argument("run_id")
+    parser.add_argument("--store", type=Path, default=None)
+    args = parser.parse_args(argv)
+    store = RunStore(args.store)
+    flag_holder: list[CancelFlag] = []
+
+    def on_signal(signum: int, _frame: object) -> None:
+        for flag in flag_holder:
+            flag.event.set()
+        store_cancel = RunStore(store.path)
+        store_cancel.request_cancel(args.run_id)
+        store_cancel.close()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    return execute_run(store, args.run_id)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

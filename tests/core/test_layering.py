@@ -1,0 +1,42 @@
+"""core must never import the UI: checked in a fresh interpreter."""
+
+import subprocess
+import sys
+
+MODULES = [
+    "core.pipeline",
+    "core.stages",
+    "core.store",
+    "core.worker",
+    "core.launcher",
+    "core.models",
+    "core.profiles",
+    "core.runtimes",
+    "core.export",
+    "core.evaluate",
+    "core.data",
+    "core.metrics",
+]
+
+
+def test_core_does_not_import_textual_or_tui() -> None:
+    code = (
+        "import sys, importlib\n"
+        f"for m in {MODULES!r}: importlib.import_module(m)\n"
+        "bad = sorted(m for m in sys.modules\n"
+        "             if m.split('.')[0] in ('textual', 'tui'))\n"
+        "print(','.join(bad))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+def test_headless_cli_does_not_load_textual() -> None:
+    code = (
+        "import sys\n"
+        "from tui.cli import build_parser\n"
+        "build_parser()\n"
+        "print('textual' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

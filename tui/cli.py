@@ -1,0 +1,398 @@
+"""``kiln``: the command line. With no command it opens the app.
+
+stdout carries command output (tables, ``--json``); progress and diagnostics go to
+stderr, so ``kiln run --json | jq`` always sees exactly one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from rich.console import Console
+
+from core.errors import Cancelled, KilnError
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+    sys.stdout.flush()
+
+
+# -- run, attach ----------------------------------------------------------------------------
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", "-m", required=True, help="model card name (see `kiln models`)")
+    p.add_argument(
+        "--profile",
+        "-p",
+        default="cpu-onnxruntime",
+        help="hardware profile (see `kiln profiles`; default cpu-onnxruntime)",
+    )
+    p.add_argument(
+        "--precision",
+        default="fp32",
+        choices=("fp32", "fp16", "bf16", "int8"),
+        help="precision to build (default fp32; the profile must offer it)",
+    )
+    data = p.add_mutually_exclusive_group()
+    data.add_argument("--dataset", "-d", help="built-in dataset (default: the card's)")
+    data.add_argument("--dataset-file", help="evaluate on this file instead")
+    p.add_argument(
+        "--format",
+        dest="dataset_format",
+        choices=("bio", "tsv", "xnli"),
+        help="format of --dataset-file",
+    )
+    p.add_argument(
+        "--split",
+        default="test",
+        choices=("train", "dev", "test"),
+        help="split of a built-in dataset (default test)",
+    )
+    p.add_argument("--batch-size", type=int, help="batch size (default: the profile's)")
+    p.add_argument("--seq-len", type=int, help="max sequence length (default: the card's)")
+    p.add_argument(
+        "--padding",
+        choices=("bucket", "fixed"),
+        default="bucket",
+        help="bucket: sort by length, pad per batch (default); fixed: pad all to "
+        "--seq-len like the vendor guides",
+    )
+    p.add_argument("--limit", type=int, help="evaluate only the first N examples")
+    p.add_argument("--weights", help="directory with the model's weights (overrides the card)")
+    p.add_argument(
+        "--perf-only",
+        action="store_true",
+        help="random weights of the card's architecture: speed only, no accuracy",
+    )
+    p.add_argument(
+        "--parity-samples",
+        type=int,
+        default=32,
+        help="samples compared with the PyTorch fp32 reference (default 32)",
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object at the end")
+    p.add_argument(
+        "--detach", action="store_true", help="start the run and print its id without waiting"
+    )
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from core.launcher import launch
+    from core.runconfig import RunConfig
+    from core.stages import preflight
+    from core.store import RunStore
+
+    config = RunConfig(
+        model=args.model,
+        profile=args.profile,
+        precision=args.precision,
+        dataset=args.dataset,
+        dataset_file=args.dataset_file,
+        dataset_format=args.dataset_format,
+        split=args.split,
+        batch_size=args.batch_size,
+        seq_len=args.seq_len,
+        limit=args.limit,
+        perf_only=args.perf_only,
+        weights=args.weights,
+        parity_samples=args.parity_samples,
+        padding=args.padding,
+    )
+    with err.status("checking model, profile and data…"):
+        preflight(config)
+    store = RunStore()
+    run_id = launch(config, store)
+    if args.detach:
+        _print_json({"run_id": run_id}) if args.json else out.print(run_id)
+        return 0
+    return follow(store, run_id, as_json=args.json)
+
+
+def follow(store: Any, run_id: str, *, as_json: bool = False) -> int:
+    """Show a run's events live until it ends; Ctrl-C asks the worker to cancel."""
+    from tui.follow import follow_run
+
+    try:
+        status = follow_run(store, run_id, err)
+    except KeyboardInterrupt:
+        store.request_cancel(run_id)
+        err.print(f"[yellow]cancelling {run_id}… (waiting for the current batch)[/]")
+        try:
+            status = follow_run(store, run_id, err, quiet=True)
+        except KeyboardInterrupt:
+            err.print(f"[yellow]left {run_id} to stop on its own[/]")
+            return 130
+    record = store.run(run_id)
+    if as_json:
+        _print_json(_json_result(record))
+    elif record.result:
+        from tui.render import result_table
+
+        out.print(result_table(record.result))
+    if record.status == "succeeded":
+        return 0
+    if record.error:
+        err.print(f"[red]{record.error.get('title')}:[/] {record.error.get('message')}")
+        if record.error.get("hint"):
+            err.print(f"  fix: {record.error['hint']}")
+    return 130 if status == "cancelled" else 1
+
+
+def _json_result(record: Any) -> dict[str, Any]:
+    result = dict(record.result or {})
+    latency = result.get("latency") or {}
+    throughput = result.get("throughput") or {}
+    return {
+        "run_id": record.id,
+        "status": record.status,
+        "model": record.model,
+        "dataset": result.get("dataset", record.dataset),
+        "split": result.get("split"),
+        "profile": record.profile,
+        "runtime": result.get("runtime"),
+        "precision": record.precision,
+        "perf_only": result.get("perf_only"),
+        "metrics": result.get("metrics"),
+        "throughput_samples_per_s": throughput.get("samples_per_s"),
+        "latency_p50_ms": latency.get("p50_ms"),
+        "latency_p99_ms": latency.get("p99_ms"),
+        "throughput": throughput,
+        "latency": latency,
+        "stages": result.get("stages"),
+        "parity": result.get("parity"),
+        "reference": result.get("reference"),
+        "error": record.error,
+    }
+
+
+def cmd_attach(args: argparse.Namespace) -> int:
+    from core.store import RunStore
+
+    store = RunStore()
+    record = store.run(args.run_id)
+    return follow(store, record.id, as_json=args.json)
+
+
+# -- history --------------------------------------------------------------------------------
+def cmd_runs(args: argparse.Namespace) -> int:
+    from core.store import RunStore
+
+    store = RunStore()
+    records = store.runs(limit=args.limit)
+    for rec in records:
+        if not rec.finished:
+            store.mark_interrupted_if_dead(rec.id)
+    records = store.runs(limit=args.limit)
+    if args.json:
+        _print_json([r.to_dict() for r in records])
+    elif not records:
+        err.print("no runs yet: try `kiln run --model zh-ner-tiny`")
+    else:
+        from tui.render import runs_table
+
+        out.print(runs_table(records))
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from core.store import RunStore
+
+    store = RunStore()
+    record = store.run(args.run_id)
+    store.mark_interrupted_if_dead(record.id)
+    record = store.run(record.id)
+    if args.json:
+        data = record.to_dict()
+        data["artifacts"] = store.artifacts(record.id)
+        _print_json(data)
+        return 0
+    from tui.render import result_table, runs_table
+
+    out.print(runs_table([record]))
+    if record.result:
+        out.print(result_table(record.result))
+    if record.error:
+        err.print(f"[red]{record.error.get('title')}:[/] {record.error.get('message')}")
+    return 0
+
+
+# -- catalogue ------------------------------------------------------------------------------
+def cmd_models(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from core.errors import ModelNotFound
+    from core.models import list_cards, locate_weights
+
+    rows = []
+    for card in list_cards():
+        try:
+            weights: str | None = str(locate_weights(card))
+        except ModelNotFound:
+            weights = None
+        rows.append({**card.summary(), "weights_found": weights})
+    if args.json:
+        _print_json(rows)
+        return 0
+    table = Table(title="Model cards", header_style="bold")
+    for col in ("name", "family", "task", "labels", "seq", "dataset", "weights"):
+        table.add_column(col)
+    for row in rows:
+        table.add_row(
+            row["name"],
+            row["family"],
+            row["task"],
+            str(len(row["labels"])),
+            str(row["max_seq_len"]),
+            row["default_dataset"],
+            "[green]found[/]" if row["weights_found"] else "[yellow]perf-only[/]",
+        )
+    out.print(table)
+    return 0
+
+
+def cmd_datasets(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from core.data import builtin_datasets, describe_builtin
+
+    rows = []
+    with err.status("deriving built-in datasets (cached after the first time)…"):
+        for name in builtin_datasets():
+            rows.append(describe_builtin(name))
+    if args.json:
+        _print_json(rows)
+        return 0
+    table = Table(title="Built-in datasets", header_style="bold")
+    for col in ("name", "task", "labels", "split", "examples", "content hash"):
+        table.add_column(col)
+    for row in rows:
+        for i, (split, info) in enumerate(row["splits"].items()):
+            table.add_row(
+                row["name"] if i == 0 else "",
+                row["task"] if i == 0 else "",
+                str(len(row["labels"])) if i == 0 else "",
+                split,
+                str(info["count"]),
+                info["hash"][:16],
+            )
+    out.print(table)
+    return 0
+
+
+def cmd_profiles(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from core.profiles import check_availability, list_profiles
+
+    rows = []
+    for profile in list_profiles():
+        status = check_availability(profile)
+        rows.append(
+            {
+                "name": profile.name,
+                "title": profile.title,
+                "runtime": profile.runtime,
+                "precisions": list(profile.precisions),
+                "available": status.available,
+                "reason": status.reason,
+                "fix": status.fix,
+                "path": profile.profile_path,
+            }
+        )
+    if args.json:
+        _print_json(rows)
+        return 0
+    table = Table(title="Hardware profiles", header_style="bold")
+    for col in ("name", "title", "runtime", "precisions", "status"):
+        table.add_column(col)
+    for row in rows:
+        state = (
+            "[green]available[/]"
+            if row["available"]
+            else (f"[yellow]unavailable[/]: {row['reason']} (fix: {row['fix']})")
+        )
+        table.add_row(
+            row["name"], row["title"], row["runtime"], ", ".join(row["precisions"]), state
+        )
+    out.print(table)
+    return 0
+
+
+def cmd_app(args: argparse.Namespace) -> int:
+    from tui.app import run_app
+
+    return run_app(attach=getattr(args, "run_id", None))
+
+
+# -- wiring ---------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kiln",
+        description="Build, evaluate and benchmark BERT-family models on hardware targets. "
+        "Without a command, opens the terminal app.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def add(
+        name: str, func: Callable[[argparse.Namespace], int], help_: str
+    ) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.set_defaults(func=func)
+        return p
+
+    _add_run_options(add("run", cmd_run, "build, verify and evaluate a model on a profile"))
+    p = add("attach", cmd_attach, "follow a running (or finished) run live")
+    p.add_argument("run_id")
+    p.add_argument("--json", action="store_true")
+    p = add("runs", cmd_runs, "list the runs in the store (KILN_HOME)")
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--json", action="store_true")
+    p = add("show", cmd_show, "show one run's results")
+    p.add_argument("run_id")
+    p.add_argument("--json", action="store_true")
+    add("models", cmd_models, "list model cards").add_argument("--json", action="store_true")
+    add(
+        "datasets", cmd_datasets, "list built-in datasets with split counts and hashes"
+    ).add_argument("--json", action="store_true")
+    add(
+        "profiles", cmd_profiles, "list hardware profiles and whether they can run here"
+    ).add_argument("--json", action="store_true")
+    add("app", cmd_app, "open the terminal app")
+    try:
+        from core.finetune import add_finetune_parser
+    except ImportError:
+        pass
+    else:
+        add_finetune_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func = getattr(args, "func", cmd_app)
+    try:
+        return func(args)
+    except Cancelled as exc:
+        err.print(f"[yellow]{exc.one_line()}[/]")
+        return exc.exit_code
+    except KilnError as exc:
+        if args.debug:
+            err.print_exception()
+        err.print(f"[red]error:[/] {exc.one_line()}", highlight=False)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        err.print("[yellow]interrupted[/]")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
