@@ -72,10 +72,12 @@ def evaluate(
     """Run all batches; ``score=False`` (performance-only) measures speed alone."""
     by_index = {e.index: e for e in encoded}
     ner = task == "token-classification"
-    running: RunningNer | RunningClassification = RunningNer() if ner else RunningClassification()
+    running: RunningNer | RunningClassification = (
+        RunningNer() if ner else RunningClassification(labels)
+    )
     latency = LatencyRecorder()
-    meter = ThroughputMeter(clock=clock)
     resources = ResourceSampler()
+    meter = ThroughputMeter(clock=clock)
     predictions: list[Any] = [None] * len(examples)
     total = sum(b.size for b in batches)
     done = 0

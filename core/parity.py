@@ -66,7 +66,9 @@ def compare(
     cosine = float(np.mean(dot / np.maximum(norms, 1e-12)))
     agreement = float(np.mean(ref_all.argmax(-1) == cand_all.argmax(-1)))
     max_abs = float(diff.max())
-    if max_abs <= tolerance and agreement == 1.0:
+    # Logits within tolerance pass even if near-tied predictions flip (random weights do
+    # that); beyond it, agreement decides whether the drift matters.
+    if max_abs <= tolerance:
         status = "pass"
     elif agreement >= FAIL_AGREEMENT:
         status = "warn"

@@ -64,6 +64,8 @@ class RunState:
     encoded: list[Any] = field(default_factory=list)
     batches: list[Any] = field(default_factory=list)
     onnx_path: Path | None = None
+    fused_path: Path | None = None
+    model_path: Path | None = None
     compiled: Any = None
     reference: Any = None
     batch_size: int = 32

@@ -46,6 +46,31 @@ class Defaults(FrozenConfig):
     inter_op_threads: int | None = Field(default=None, ge=1)
 
 
+class GraphOptions(FrozenConfig):
+    """Graph rewriting before the runtime sees the model."""
+
+    fusion: bool = False
+    """ONNX Runtime transformer fusion (Attention, SkipLayerNorm, BiasGelu, ...)."""
+
+
+class Int8Options(FrozenConfig):
+    """How this target builds int8 when asked for it."""
+
+    method: Literal["static", "dynamic"] = "static"
+    """static: QDQ with calibrated activation ranges; dynamic: ranges per batch at run time."""
+    calibration_method: Literal["minmax", "entropy", "percentile"] = "minmax"
+    calibration_samples: int = Field(default=200, ge=1)
+    """Samples drawn from the dataset's train split to calibrate activation ranges."""
+    per_channel: bool = False
+
+
+class KeepFloat(FrozenConfig):
+    """Ops kept at higher precision (like Ascend's op-precision file)."""
+
+    op_types: tuple[str, ...] = ()
+    nodes: tuple[str, ...] = ()
+
+
 class Profile(FrozenConfig):
     """One hardware target."""
 
@@ -60,6 +85,9 @@ class Profile(FrozenConfig):
     defaults: Defaults = Defaults()
     static_shapes: bool = False
     """Vendor compilers often need fixed batch and sequence shapes."""
+    optimize: GraphOptions = GraphOptions()
+    int8: Int8Options = Int8Options()
+    keep_float: KeepFloat = KeepFloat()
     profile_path: str | None = Field(default=None, exclude=True)
 
     def require_precision(self, precision: str) -> None:

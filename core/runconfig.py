@@ -33,6 +33,20 @@ class RunConfig:
     weights: str | None = None
     parity_samples: int = 32
     padding: str = "bucket"
+    quantization: str | None = None
+    """int8 variant: static or dynamic; None: the profile's."""
+    calibration_method: str | None = None
+    calibration_samples: int | None = None
+    per_channel: bool | None = None
+    accuracy_budget: float = 1.0
+    """Largest drop of the task metric vs fp32 that int8 may cost, in points (0-100 scale)."""
+    budget_mode: str = "absolute"
+    """absolute: points of the metric; relative: percent of the fp32 figure."""
+    guard: bool = True
+    """Check int8 against the budget on the dev split and repair it when it fails."""
+    guard_samples: int = 400
+    keep_float_file: str | None = None
+    """A keep_float override written by an earlier guard, applied on top of the profile's."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -47,7 +61,29 @@ class RunConfig:
             raise ConfigError(f"unknown split {self.split!r}", hint=f"use one of {SPLITS}")
         if self.padding not in PADDINGS:
             raise ConfigError(f"unknown padding {self.padding!r}", hint=f"use one of {PADDINGS}")
-        for name in ("batch_size", "seq_len", "limit", "parity_samples"):
+        if self.quantization not in (None, "static", "dynamic"):
+            raise ConfigError(
+                f"unknown quantization {self.quantization!r}", hint="use static or dynamic"
+            )
+        if self.calibration_method not in (None, "minmax", "entropy", "percentile"):
+            raise ConfigError(
+                f"unknown calibration method {self.calibration_method!r}",
+                hint="use minmax, entropy or percentile",
+            )
+        if self.budget_mode not in ("absolute", "relative"):
+            raise ConfigError(
+                f"unknown budget mode {self.budget_mode!r}", hint="use absolute or relative"
+            )
+        if self.accuracy_budget < 0:
+            raise ConfigError("the accuracy budget cannot be negative")
+        for name in (
+            "batch_size",
+            "seq_len",
+            "limit",
+            "parity_samples",
+            "calibration_samples",
+            "guard_samples",
+        ):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"{name.replace('_', '-')} must be at least 1, got {value}")

@@ -11,6 +11,7 @@ from typing import Any
 from core.errors import ConfigError, DataError
 from core.events import ArtifactWritten
 from core.pipeline import RunState, StageRunner, check_dataset_labels
+from core.precision import optimize, quantize
 from core.runconfig import RunConfig
 
 log = logging.getLogger(__name__)
@@ -186,18 +187,6 @@ def export(state: RunState, run: StageRunner) -> None:
         )
 
 
-def optimize(state: RunState, run: StageRunner) -> None:
-    run.skip(
-        "optimize",
-        f"profile '{state.profile.name}' asks for no graph rewriting; the "
-        "runtime applies its own basic optimisations when it builds the session",
-    )
-
-
-def quantize(state: RunState, run: StageRunner) -> None:
-    run.skip("quantize", f"{state.config.precision} keeps the weights as trained")
-
-
 def compile_model(state: RunState, run: StageRunner) -> None:
     from core.runtimes import OnnxRuntimeModel, TorchModel
 
@@ -210,7 +199,7 @@ def compile_model(state: RunState, run: StageRunner) -> None:
             )
         else:
             state.compiled = OnnxRuntimeModel(
-                state.onnx_path,
+                state.model_path or state.fused_path or state.onnx_path,
                 providers=profile.execution_providers or ("CPUExecutionProvider",),
                 intra_op_threads=threads,
                 inter_op_threads=profile.defaults.inter_op_threads,

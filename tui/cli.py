@@ -104,6 +104,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         weights=args.weights,
         parity_samples=args.parity_samples,
         padding=args.padding,
+        quantization=args.quantization,
+        calibration_method=args.calibration_method,
+        calibration_samples=args.calibration_samples,
+        per_channel=args.per_channel,
+        accuracy_budget=args.accuracy_budget,
+        budget_mode=args.budget_mode,
+        guard=args.guard,
+        guard_samples=args.guard_samples,
+        keep_float_file=args.keep_float_file,
     )
     with err.status("checking model, profile and data…"):
         preflight(config)
@@ -167,6 +176,8 @@ def _json_result(record: Any) -> dict[str, Any]:
         "latency": latency,
         "stages": result.get("stages"),
         "parity": result.get("parity"),
+        "quantization": result.get("quantization"),
+        "guard": result.get("guard"),
         "reference": result.get("reference"),
         "error": record.error,
     }
