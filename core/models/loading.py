@@ -73,6 +73,20 @@ def _has_weights(path: Path) -> bool:
 
 def locate_weights(card: ModelCard, override: Path | None = None) -> Path:
     """The first directory that holds the card's weights, or ``ModelNotFound``."""
+    if override is not None:
+        override = Path(override).expanduser()
+        if not _has_weights(override):
+            missing = (
+                "does not exist"
+                if not override.exists()
+                else ("has no config.json and model.safetensors (or pytorch_model.bin)")
+            )
+            raise ModelNotFound(
+                f"the --weights directory {missing}",
+                path=override,
+                hint="point --weights at a Hugging Face model directory (save_pretrained output)",
+            )
+        return override
     searched: list[str] = []
     for label, path in candidate_dirs(card, override):
         if _has_weights(path):

@@ -79,7 +79,7 @@ def test_malformed_data_file(store_with_a_run: tuple[Path, str]) -> None:
             "--model",
             "tiny-ner-bert",
             "--dataset-file",
-            str(DATA / "datasets" / "malformed.bio"),
+            str(DATA / "datasets" / "bad" / "malformed.bio"),
             "--format",
             "bio",
             home=home,
@@ -116,7 +116,7 @@ def test_missing_model_directory(store_with_a_run: tuple[Path, str], tmp_path: P
             "run", "--model", "tiny-ner-bert", "--weights", str(tmp_path / "no-such-dir"), home=home
         )
     )
-    assert "no-such-dir" not in line or "searched" in line
+    assert "no-such-dir" in line and "does not exist" in line
     assert "Model weights not found" in line and "fix:" in line
     _store_unchanged(home, run_id)
 
