@@ -77,6 +77,57 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         default=32,
         help="samples compared with the PyTorch fp32 reference (default 32)",
     )
+    q = p.add_argument_group("int8")
+    q.add_argument(
+        "--quantization",
+        choices=("static", "dynamic"),
+        help="int8 variant (default: the profile's)",
+    )
+    q.add_argument(
+        "--calibration-method",
+        choices=("minmax", "entropy", "percentile"),
+        help="static int8 calibration (default: the profile's)",
+    )
+    q.add_argument(
+        "--calibration-samples",
+        type=int,
+        help="train-split samples to calibrate on (default: the profile's, 200)",
+    )
+    q.add_argument(
+        "--per-channel",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="per-channel int8 weights (default: the profile's)",
+    )
+    q.add_argument(
+        "--accuracy-budget",
+        type=float,
+        default=1.0,
+        help="largest metric drop int8 may cost vs fp32 (default 1.0)",
+    )
+    q.add_argument(
+        "--budget-mode",
+        choices=("absolute", "relative"),
+        default="absolute",
+        help="budget in points of the metric, or percent of the fp32 figure",
+    )
+    q.add_argument(
+        "--no-guard",
+        dest="guard",
+        action="store_false",
+        help="skip the accuracy guard (no check against fp32 on the dev split)",
+    )
+    q.add_argument(
+        "--guard-samples",
+        type=int,
+        default=400,
+        help="dev-split samples the guard scores on (default 400)",
+    )
+    q.add_argument(
+        "--keep-float",
+        dest="keep_float_file",
+        help="keep_float.yaml from an earlier guarded run: nodes kept in float",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object at the end")
     p.add_argument(
         "--detach", action="store_true", help="start the run and print its id without waiting"
