@@ -8,7 +8,10 @@ Truncation is counted and reported, never silent.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+import queue
+import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -145,3 +148,103 @@ def decode_tags(logits: np.ndarray, row: int, enc: Encoded, labels: Sequence[str
 
 def decode_class(logits: np.ndarray, row: int, labels: Sequence[str]) -> str:
     return labels[int(logits[row].argmax(-1))]
+
+
+def proxy_length(example: TokenExample | TextExample) -> int:
+    """A tokenizer-free length for sorting: characters for NER, text length otherwise."""
+    if isinstance(example, TokenExample):
+        return len(example.tokens)
+    return len(example.text) + len(example.text_pair or "")
+
+
+def plan_batches(
+    examples: Sequence[TokenExample | TextExample], batch_size: int, padding: Padding
+) -> list[list[int]]:
+    """Which examples go in which batch: sorted by length when bucketing.
+
+    Planned before tokenising (on a cheap length proxy) so tokenisation can run batch by
+    batch, overlapped with inference, and so a resumed run sees the same batches.
+    """
+    order = list(range(len(examples)))
+    if padding == "bucket":
+        order.sort(key=lambda i: proxy_length(examples[i]))
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+@dataclass(frozen=True)
+class BatchEncoder:
+    """Tokenises and pads one planned batch."""
+
+    tokenizer: Any
+    task: str
+    seq_len: int
+    pad_token_id: int
+    input_names: tuple[str, ...]
+    padding: Padding = "bucket"
+
+    def encode_batch(
+        self, examples: Sequence[TokenExample | TextExample], indices: Sequence[int]
+    ) -> tuple[PaddedBatch, list[Encoded]]:
+        chunk = [examples[i] for i in indices]
+        local = encode(chunk, self.tokenizer, self.task, self.seq_len)
+        encs = [dataclasses.replace(e, index=indices[e.index]) for e in local]
+        (batch,) = make_batches(
+            encs,
+            batch_size=len(encs),
+            pad_token_id=self.pad_token_id,
+            input_names=self.input_names,
+            padding=self.padding,
+            seq_len=self.seq_len,
+        )
+        return batch, encs
+
+    def encode_all(
+        self, examples: Sequence[TokenExample | TextExample], batch_size: int
+    ) -> list[tuple[PaddedBatch, list[Encoded]]]:
+        plan = plan_batches(examples, batch_size, self.padding)
+        return [self.encode_batch(examples, indices) for indices in plan]
+
+
+def stream_batches(
+    encoder: BatchEncoder,
+    examples: Sequence[TokenExample | TextExample],
+    plan: Sequence[Sequence[int]],
+    *,
+    prefetch: int = 2,
+) -> Iterator[tuple[PaddedBatch, list[Encoded]]]:
+    """Yield encoded batches while a background thread tokenises the next ones.
+
+    Fast tokenizers and ONNX Runtime both release the GIL, so on two cores the
+    tokeniser works while the model runs instead of before it.
+    """
+    out: queue.Queue[Any] = queue.Queue(maxsize=max(prefetch, 1))
+    stop = threading.Event()
+    done = object()
+
+    def produce() -> None:
+        try:
+            for indices in plan:
+                if stop.is_set():
+                    return
+                out.put(encoder.encode_batch(examples, indices))
+            out.put(done)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer
+            out.put(exc)
+
+    worker = threading.Thread(target=produce, name="kiln-tokenizer", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = out.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while worker.is_alive():
+            try:
+                out.get_nowait()
+            except queue.Empty:
+                worker.join(timeout=0.05)

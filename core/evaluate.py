@@ -7,7 +7,7 @@ cannot flood the store or an SSH link; the final snapshot is always emitted.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,43 +57,46 @@ class ResourceSampler:
 
 def evaluate(
     compiled: CompiledModel,
-    batches: Sequence[PaddedBatch],
-    encoded: Sequence[Encoded],
+    batches: Iterable[tuple[PaddedBatch, Sequence[Encoded]]],
     examples: Sequence[TokenExample | TextExample],
     *,
     task: str,
     labels: Sequence[str],
     emit: Emit,
     cancelled: Callable[[], bool],
+    total: int | None = None,
     score: bool = True,
     stage: str = "evaluate",
     clock: Callable[[], float] = time.perf_counter,
 ) -> EvaluationResult:
-    """Run all batches; ``score=False`` (performance-only) measures speed alone."""
-    by_index = {e.index: e for e in encoded}
+    """Run every batch; ``score=False`` (performance-only) measures speed alone.
+
+    ``batches`` yields each padded batch with its encoded examples, typically from
+    :func:`core.encode.stream_batches`, which tokenises ahead on another thread.
+    """
     ner = task == "token-classification"
     running: RunningNer | RunningClassification = (
         RunningNer() if ner else RunningClassification(labels)
     )
     latency = LatencyRecorder()
     resources = ResourceSampler()
-    meter = ThroughputMeter(clock=clock)
     predictions: list[Any] = [None] * len(examples)
-    total = sum(b.size for b in batches)
-    done = 0
+    total = len(examples) if total is None else total
+    done = truncated = 0
     last_emit = 0.0
+    meter = ThroughputMeter(clock=clock)
+
+    def seen() -> int:
+        return running.sentences if ner else running.count  # type: ignore[union-attr]
 
     def publish(final: bool = False) -> None:
         emit(ProgressAdvanced(stage, done, total))
-        if score and running_count() > 0:
+        if score and seen() > 0:
             emit(MetricSampled(stage, "accuracy", running.snapshot().to_dict() | {"final": final}))
         emit(MetricSampled(stage, "throughput", meter.summary() | latency.summary()))
         emit(MetricSampled(stage, "resources", resources.sample()))
 
-    def running_count() -> int:
-        return running.sentences if ner else running.count  # type: ignore[union-attr]
-
-    for batch in batches:
+    for batch, encoded in batches:
         if cancelled():
             publish()
             raise Cancelled(
@@ -102,20 +105,21 @@ def evaluate(
             )
         start = clock()
         logits = compiled.run(batch.arrays)
-        elapsed = clock() - start
-        latency.add(elapsed)
+        latency.add(clock() - start)
         meter.add(batch.size, batch.real_tokens, batch.padded_tokens)
+        by_index = {e.index: e for e in encoded}
         truth, preds = [], []
         for row, index in enumerate(batch.indices):
             example = examples[index]
             if ner:
-                pred = decode_tags(logits, row, by_index[index], labels)
+                pred: Any = decode_tags(logits, row, by_index[index], labels)
                 truth.append(list(example.tags))  # type: ignore[union-attr]
             else:
                 pred = decode_class(logits, row, labels)
                 truth.append(example.label)  # type: ignore[union-attr]
             preds.append(pred)
             predictions[index] = pred
+        truncated += sum(1 for e in encoded if e.truncated)
         if score:
             running.update(truth, preds)
         done += batch.size
@@ -125,10 +129,10 @@ def evaluate(
             publish()
     publish(final=True)
     return EvaluationResult(
-        accuracy=running.snapshot().to_dict() if score and running_count() else None,
+        accuracy=running.snapshot().to_dict() if score and seen() else None,
         throughput=meter.summary(),
         latency=latency.summary(),
         resources=resources.summary(),
-        truncated=sum(1 for e in encoded if e.truncated),
+        truncated=truncated,
         predictions=predictions,
     )

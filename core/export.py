@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -92,7 +93,12 @@ def export_onnx(
             OPSET,
             "static" if static_shape else "dynamic",
         )
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            # The TorchScript exporter is chosen on purpose (its graphs fuse); silence its
+            # deprecation notice and the tracer's notes about constant Python values.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            warnings.filterwarnings("ignore", message="Exporting aten::index")
             torch.onnx.export(
                 model,
                 (),

@@ -61,8 +61,8 @@ class RunState:
     split: Any = None
     loaded: Any = None
     examples: tuple[Any, ...] = ()
-    encoded: list[Any] = field(default_factory=list)
-    batches: list[Any] = field(default_factory=list)
+    encoder: Any = None
+    plan: list[list[int]] = field(default_factory=list)
     onnx_path: Path | None = None
     fused_path: Path | None = None
     model_path: Path | None = None

@@ -91,7 +91,6 @@ def load_keep_float(path: Path) -> list[str]:
 
 def calibration_set(state: RunState, samples: int) -> Any:
     """Calibration batches from the train split (or the file itself, said so)."""
-    from core.encode import encode, make_batches
     from core.quantize import CalibrationSet
 
     if "train" in state.dataset.splits:
@@ -102,15 +101,9 @@ def calibration_set(state: RunState, samples: int) -> Any:
             "no train split in %s: calibrating on the evaluation file itself", state.dataset.name
         )
     examples = split.examples[:samples]
-    encoded = encode(examples, state.loaded.tokenizer, state.card.task, state.seq_len)
-    batches = make_batches(
-        encoded,
-        batch_size=16,
-        pad_token_id=state.loaded.tokenizer.pad_token_id or 0,
-        input_names=state.loaded.family.input_names,
-    )
+    batches = [b.arrays for b, _ in state.encoder.encode_all(examples, 16)]
     return CalibrationSet.from_batches(
-        [b.arrays for b in batches], f"{state.dataset.name}/{split.name}[:{len(examples)}]"
+        batches, f"{state.dataset.name}/{split.name}[:{len(examples)}]"
     )
 
 
@@ -175,7 +168,6 @@ def quantize(state: RunState, run: StageRunner) -> None:
 def run_guard(
     state: RunState, run: StageRunner, recipe: Any, source: Path, calibration: Any
 ) -> Any:
-    from core.encode import encode, make_batches
     from core.evaluate import evaluate
     from core.guard import guard_int8
     from core.paths import artifacts_dir
@@ -184,13 +176,7 @@ def run_guard(
     cfg = state.config
     split = state.dataset.split("dev") if "dev" in state.dataset.splits else state.split
     examples = split.examples[: cfg.guard_samples]
-    encoded = encode(examples, state.loaded.tokenizer, state.card.task, state.seq_len)
-    batches = make_batches(
-        encoded,
-        batch_size=state.batch_size,
-        pad_token_id=state.loaded.tokenizer.pad_token_id or 0,
-        input_names=state.loaded.family.input_names,
-    )
+    batches = state.encoder.encode_all(examples, state.batch_size)
     metric_name = state.card.primary_metric
     log.info(
         "accuracy guard on %s/%s (%d examples), budget %.2f %s",
@@ -206,7 +192,6 @@ def run_guard(
         result = evaluate(
             model,
             batches,
-            encoded,
             examples,
             task=state.card.task,
             labels=state.card.labels,

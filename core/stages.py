@@ -114,7 +114,7 @@ def resolve(state: RunState, run: StageRunner) -> None:
 
 
 def load(state: RunState, run: StageRunner) -> None:
-    from core.encode import encode, make_batches
+    from core.encode import BatchEncoder, plan_batches
     from core.models import load_model
 
     cfg = state.config
@@ -123,39 +123,31 @@ def load(state: RunState, run: StageRunner) -> None:
         state.loaded = loaded = load_model(state.card, weights_dir=weights, perf_only=cfg.perf_only)
         examples = state.split.examples[: cfg.limit] if cfg.limit else state.split.examples
         state.examples = examples
-        state.encoded = encode(examples, loaded.tokenizer, state.card.task, state.seq_len)
-        truncated = sum(e.truncated for e in state.encoded)
-        if truncated:
-            log.warning(
-                "%d of %d examples were truncated to %d tokens; their tail is "
-                "predicted as O / ignored",
-                truncated,
-                len(examples),
-                state.seq_len,
-            )
-        state.batches = make_batches(
-            state.encoded,
-            batch_size=state.batch_size,
+        state.encoder = BatchEncoder(
+            tokenizer=loaded.tokenizer,
+            task=state.card.task,
+            seq_len=state.seq_len,
             pad_token_id=loaded.tokenizer.pad_token_id or 0,
             input_names=loaded.family.input_names,
             padding=cfg.padding,  # type: ignore[arg-type]
-            seq_len=state.seq_len,
         )
+        state.plan = plan_batches(examples, state.batch_size, cfg.padding)  # type: ignore[arg-type]
         params = sum(p.numel() for p in loaded.model.parameters())
         summary |= {
             "parameters": params,
             "examples": len(examples),
-            "batches": len(state.batches),
-            "truncated": truncated,
+            "batches": len(state.plan),
             "perf_only": loaded.perf_only,
             "weights_sha256": loaded.weights_sha256,
         }
         log.info(
-            "loaded %s: %.2fM parameters, %d batches of up to %d",
+            "loaded %s: %.2fM parameters; %d examples in %d batches of up to %d (%s padding)",
             state.card.name,
             params / 1e6,
-            len(state.batches),
+            len(examples),
+            len(state.plan),
             state.batch_size,
+            cfg.padding,
         )
 
 
@@ -217,16 +209,8 @@ def verify(state: RunState, run: StageRunner) -> None:
         return
     with run.stage("verify") as summary:
         reference = TorchModel(state.loaded.model, state.loaded.family.input_names)
-        wanted = min(state.config.parity_samples, len(state.encoded))
-        picked = state.encoded[:wanted]
-        from core.encode import make_batches
-
-        batches = make_batches(
-            picked,
-            batch_size=8,
-            pad_token_id=state.loaded.tokenizer.pad_token_id or 0,
-            input_names=state.loaded.family.input_names,
-        )
+        picked = state.examples[: state.config.parity_samples]
+        batches = [b for b, _ in state.encoder.encode_all(picked, 8)]
         tolerance = state.loaded.family.parity_atol * PRECISION_SCALE.get(
             state.config.precision, 1.0
         )
@@ -254,13 +238,13 @@ def verify(state: RunState, run: StageRunner) -> None:
 
 
 def evaluate(state: RunState, run: StageRunner) -> None:
+    from core.encode import stream_batches
     from core.evaluate import evaluate as evaluate_batches
 
     with run.stage("evaluate") as summary:
         result = evaluate_batches(
             state.compiled,
-            state.batches,
-            state.encoded,
+            stream_batches(state.encoder, state.examples, state.plan),
             state.examples,
             task=state.card.task,
             labels=state.card.labels,
@@ -268,6 +252,14 @@ def evaluate(state: RunState, run: StageRunner) -> None:
             cancelled=run.cancelled,
             score=not state.loaded.perf_only,
         )
+        if result.truncated:
+            log.warning(
+                "%d of %d examples were longer than %d tokens and were truncated; their tails "
+                "count as predicted O / are not seen by the model",
+                result.truncated,
+                len(state.examples),
+                state.seq_len,
+            )
         state.result |= {
             "metrics": result.accuracy,
             "throughput": result.throughput,
@@ -279,13 +271,17 @@ def evaluate(state: RunState, run: StageRunner) -> None:
             "metrics": result.accuracy,
             "throughput": result.throughput,
             "latency": result.latency,
+            "truncated": result.truncated,
         }
         if result.accuracy:
             shown = {k: round(v, 4) for k, v in result.accuracy.items() if isinstance(v, float)}
             log.info("accuracy: %s", shown)
         log.info(
-            "throughput %.1f samples/s, latency p50 %.1f ms, p99 %.1f ms",
+            "throughput %.1f samples/s (%.0f tokens/s, padding waste %.1f%%), batch latency "
+            "p50 %.1f ms, p99 %.1f ms",
             result.throughput["samples_per_s"],
+            result.throughput["tokens_per_s"],
+            100 * result.throughput["padding_waste"],
             result.latency["p50_ms"],
             result.latency["p99_ms"],
         )
