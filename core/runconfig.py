@@ -47,6 +47,19 @@ class RunConfig:
     guard_samples: int = 400
     keep_float_file: str | None = None
     """A keep_float override written by an earlier guard, applied on top of the profile's."""
+    evaluate: bool = True
+    """False: a benchmark-only run (no accuracy figures)."""
+    bench_batch_sizes: tuple[int, ...] | None = None
+    """A benchmark grid; None: no benchmark stage."""
+    bench_seq_lens: tuple[int, ...] | None = None
+    bench_iterations: int | None = 20
+    bench_duration_s: float | None = None
+    bench_trials: int = 3
+    bench_warmup: int = 3
+    instances: int = 1
+    """Concurrent sessions (threads) in the benchmark."""
+    processes: int = 1
+    """Concurrent processes in the benchmark, each with its own session."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -61,6 +74,15 @@ class RunConfig:
             raise ConfigError(f"unknown split {self.split!r}", hint=f"use one of {SPLITS}")
         if self.padding not in PADDINGS:
             raise ConfigError(f"unknown padding {self.padding!r}", hint=f"use one of {PADDINGS}")
+        if bool(self.bench_batch_sizes) != bool(self.bench_seq_lens):
+            raise ConfigError(
+                "a benchmark grid needs both batch sizes and sequence lengths",
+                hint="pass --batch-sizes and --seq-lens together",
+            )
+        if not self.evaluate and not self.bench_batch_sizes:
+            raise ConfigError("nothing to do: evaluation is off and no benchmark grid was given")
+        if self.bench_duration_s is not None:
+            object.__setattr__(self, "bench_iterations", None)
         if self.quantization not in (None, "static", "dynamic"):
             raise ConfigError(
                 f"unknown quantization {self.quantization!r}", hint="use static or dynamic"
@@ -83,6 +105,9 @@ class RunConfig:
             "parity_samples",
             "calibration_samples",
             "guard_samples",
+            "bench_trials",
+            "instances",
+            "processes",
         ):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -102,4 +127,7 @@ class RunConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        for key in ("bench_batch_sizes", "bench_seq_lens"):
+            if known.get(key) is not None:
+                known[key] = tuple(known[key])
         return cls(**known)

@@ -94,6 +94,7 @@ class OnnxRuntimeModel(CompiledModel):
                 hint="the file may be corrupt: `kiln cache clear` and run again",
             ) from exc
         self.input_names = tuple(i.name for i in self.session.get_inputs())
+        self.path = Path(path)
         self._options = options
         self.providers = tuple(self.session.get_providers())
         self.description = f"ONNX Runtime ({', '.join(self.providers)})"

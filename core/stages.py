@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import ConfigError, DataError
-from core.events import ArtifactWritten
+from core.events import ArtifactWritten, MetricSampled, ProgressAdvanced
 from core.pipeline import RunState, StageRunner, check_dataset_labels
 from core.precision import optimize, quantize
 from core.runconfig import RunConfig
@@ -241,6 +241,9 @@ def evaluate(state: RunState, run: StageRunner) -> None:
     from core.encode import stream_batches
     from core.evaluate import evaluate as evaluate_batches
 
+    if not state.config.evaluate:
+        run.skip("evaluate", "benchmark-only run: no accuracy figures")
+        return
     with run.stage("evaluate") as summary:
         result = evaluate_batches(
             state.compiled,
@@ -260,9 +263,22 @@ def evaluate(state: RunState, run: StageRunner) -> None:
                 len(state.examples),
                 state.seq_len,
             )
+        thr = result.throughput
+        if thr["samples_per_s"] > 0:
+            from core.roofline import achieved, peak_gflops
+
+            padded = thr["tokens_per_s"] / max(1e-9, 1 - thr["padding_waste"])
+            thr |= achieved(
+                state.loaded.model.config,
+                len(state.card.labels),
+                thr["samples_per_s"],
+                padded / thr["samples_per_s"],
+                state.config.precision,
+                peak_gflops(state.profile.defaults.intra_op_threads),
+            )
         state.result |= {
             "metrics": result.accuracy,
-            "throughput": result.throughput,
+            "throughput": thr,
             "latency": result.latency,
             "resources": result.resources,
             "truncated": result.truncated,
@@ -288,8 +304,127 @@ def evaluate(state: RunState, run: StageRunner) -> None:
 
 
 def benchmark(state: RunState, run: StageRunner) -> None:
-    run.skip(
-        "benchmark", "no benchmark grid requested; speed figures come from the evaluation pass"
+    from core.benchmark import BenchmarkPlan, run_grid
+    from core.roofline import achieved, peak_gflops
+
+    cfg = state.config
+    if not cfg.bench_batch_sizes:
+        run.skip(
+            "benchmark",
+            "no benchmark grid requested (kiln bench, or --batch-sizes and "
+            "--seq-lens); speed figures come from the evaluation pass",
+        )
+        return
+    with run.stage("benchmark") as summary:
+        plan = BenchmarkPlan(
+            batch_sizes=tuple(cfg.bench_batch_sizes),
+            seq_lens=tuple(cfg.bench_seq_lens or ()),
+            warmup=cfg.bench_warmup,
+            iterations=cfg.bench_iterations,
+            duration_s=cfg.bench_duration_s,
+            trials=cfg.bench_trials,
+            instances=cfg.instances,
+            processes=cfg.processes,
+        )
+        model_config = state.loaded.model.config
+        peaks = peak_gflops(state.profile.defaults.intra_op_threads)
+        total = len(plan.batch_sizes) * len(plan.seq_lens)
+        cells: list[dict[str, Any]] = []
+
+        def on_cell(cell: Any) -> None:
+            row = cell.to_dict() | achieved(
+                model_config,
+                len(state.card.labels),
+                cell.samples_per_s,
+                cell.seq_len,
+                state.config.precision,
+                peaks,
+            )
+            cells.append(row)
+            run.emit(ProgressAdvanced("benchmark", len(cells), total, "cells"))
+            run.emit(
+                MetricSampled(
+                    "benchmark",
+                    "throughput",
+                    {
+                        "batch_size": cell.batch_size,
+                        "seq_len": cell.seq_len,
+                        "samples_per_s": cell.samples_per_s,
+                        "spread_pct": cell.spread_pct,
+                        **{k: v for k, v in cell.latency.items() if k.endswith("_ms")},
+                    },
+                )
+            )
+            log.info(
+                "batch %3d x seq %4d: %8.1f samples/s (trials %s, spread %.1f%%), p50 "
+                "%.2f ms, p99 %.2f ms, %.0f%% of peak",
+                cell.batch_size,
+                cell.seq_len,
+                cell.samples_per_s,
+                ", ".join(f"{r:.1f}" for r in cell.samples_per_s_trials),
+                cell.spread_pct,
+                cell.latency["p50_ms"],
+                cell.latency["p99_ms"],
+                row["percent_of_peak"],
+            )
+
+        run_grid(
+            _model_factory(state),
+            plan,
+            input_names=state.loaded.family.input_names,
+            vocab_size=int(model_config.vocab_size),
+            max_seq_len=state.card.max_seq_len,
+            on_cell=on_cell,
+            cancelled=run.cancelled,
+            process_factory=_process_factory(state, plan),
+        )
+        state.result["benchmark"] = {
+            "plan": {k: v for k, v in vars(plan).items()},
+            "cells": cells,
+            "peaks": peaks,
+        }
+        summary |= {"cells": len(cells), "peaks": peaks}
+
+
+def _model_factory(state: RunState) -> Any:
+    """New sessions for extra instances where the runtime has them; else share one."""
+    from core.runtimes import OnnxRuntimeModel
+
+    compiled = state.compiled
+    if isinstance(compiled, OnnxRuntimeModel):
+        settings = compiled.settings()
+        first = [compiled]
+
+        def make() -> Any:
+            if first:
+                return first.pop()
+            threads = settings.get("intra_op_threads")
+            return OnnxRuntimeModel(
+                compiled.path,
+                providers=compiled.providers,
+                intra_op_threads=threads if isinstance(threads, int) else None,
+            )
+
+        return make
+    return lambda: compiled
+
+
+def _process_factory(state: RunState, plan: Any) -> Any:
+    from core.runtimes import OnnxRuntimeModel
+
+    if plan.processes <= 1 or not isinstance(state.compiled, OnnxRuntimeModel):
+        return None
+    from core.bench_processes import cell_across_processes
+
+    compiled = state.compiled
+    return lambda batch, seq_len: cell_across_processes(
+        compiled.path,
+        compiled.providers,
+        plan,
+        batch,
+        seq_len,
+        state.loaded.family.input_names,
+        int(state.loaded.model.config.vocab_size),
     )
 
 

@@ -130,12 +130,21 @@ def dataset_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("dataset-cache")
 
 
+@pytest.fixture(scope="session")
+def roofline_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The machine's peak matmul figures, measured once per session."""
+    return tmp_path_factory.mktemp("roofline-cache")
+
+
 @pytest.fixture
-def kiln_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dataset_cache: Path) -> Path:
-    """An empty KILN_HOME for one test, sharing the session's dataset cache."""
+def kiln_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dataset_cache: Path, roofline_cache: Path
+) -> Path:
+    """An empty KILN_HOME for one test, sharing the session's dataset and roofline caches."""
     home = tmp_path / "kiln-home"
     home.mkdir()
     (home / "cache").mkdir()
     (home / "cache" / "datasets").symlink_to(dataset_cache, target_is_directory=True)
+    (home / "cache" / "roofline").symlink_to(roofline_cache, target_is_directory=True)
     monkeypatch.setenv("KILN_HOME", str(home))
     return home

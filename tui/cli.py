@@ -134,37 +134,54 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from core.launcher import launch
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected numbers separated by commas, got {text!r}"
+        ) from None
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one number")
+    return values
+
+
+def _config_from_args(args: argparse.Namespace, **overrides: Any) -> Any:
     from core.runconfig import RunConfig
+
+    values = {
+        "model": args.model,
+        "profile": args.profile,
+        "precision": args.precision,
+        "dataset": args.dataset,
+        "dataset_file": args.dataset_file,
+        "dataset_format": args.dataset_format,
+        "split": args.split,
+        "batch_size": args.batch_size,
+        "seq_len": args.seq_len,
+        "limit": args.limit,
+        "perf_only": args.perf_only,
+        "weights": args.weights,
+        "parity_samples": args.parity_samples,
+        "padding": args.padding,
+        "quantization": args.quantization,
+        "calibration_method": args.calibration_method,
+        "calibration_samples": args.calibration_samples,
+        "per_channel": args.per_channel,
+        "accuracy_budget": args.accuracy_budget,
+        "budget_mode": args.budget_mode,
+        "guard": args.guard,
+        "guard_samples": args.guard_samples,
+        "keep_float_file": args.keep_float_file,
+    }
+    return RunConfig(**(values | overrides))
+
+
+def _launch(config: Any, args: argparse.Namespace) -> int:
+    from core.launcher import launch
     from core.stages import preflight
     from core.store import RunStore
 
-    config = RunConfig(
-        model=args.model,
-        profile=args.profile,
-        precision=args.precision,
-        dataset=args.dataset,
-        dataset_file=args.dataset_file,
-        dataset_format=args.dataset_format,
-        split=args.split,
-        batch_size=args.batch_size,
-        seq_len=args.seq_len,
-        limit=args.limit,
-        perf_only=args.perf_only,
-        weights=args.weights,
-        parity_samples=args.parity_samples,
-        padding=args.padding,
-        quantization=args.quantization,
-        calibration_method=args.calibration_method,
-        calibration_samples=args.calibration_samples,
-        per_channel=args.per_channel,
-        accuracy_budget=args.accuracy_budget,
-        budget_mode=args.budget_mode,
-        guard=args.guard,
-        guard_samples=args.guard_samples,
-        keep_float_file=args.keep_float_file,
-    )
     with err.status("checking model, profile and data…"):
         preflight(config)
     store = RunStore()
@@ -173,6 +190,67 @@ def cmd_run(args: argparse.Namespace) -> int:
         _print_json({"run_id": run_id}) if args.json else out.print(run_id)
         return 0
     return follow(store, run_id, as_json=args.json)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    return _launch(_config_from_args(args), args)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    config = _config_from_args(
+        args,
+        evaluate=args.evaluate,
+        bench_batch_sizes=args.batch_sizes,
+        bench_seq_lens=args.seq_lens,
+        bench_iterations=args.iterations,
+        bench_duration_s=args.duration,
+        bench_trials=args.trials,
+        bench_warmup=args.warmup,
+        instances=args.instances,
+        processes=args.processes,
+    )
+    return _launch(config, args)
+
+
+def _add_bench_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("benchmark grid")
+    g.add_argument(
+        "--batch-sizes",
+        type=_int_list,
+        default=(1, 8, 32),
+        help="comma-separated batch sizes (default 1,8,32)",
+    )
+    g.add_argument(
+        "--seq-lens",
+        type=_int_list,
+        default=(32, 64, 128),
+        help="comma-separated sequence lengths (default 32,64,128)",
+    )
+    g.add_argument("--iterations", type=int, default=20, help="timed runs per trial (default 20)")
+    g.add_argument(
+        "--duration", type=float, help="seconds per trial instead of a fixed number of iterations"
+    )
+    g.add_argument(
+        "--trials",
+        type=int,
+        default=3,
+        help="repeated trials per cell; the spread shows the noise (default 3)",
+    )
+    g.add_argument("--warmup", type=int, default=3, help="untimed warm-up runs (default 3)")
+    g.add_argument(
+        "--instances", type=int, default=1, help="concurrent sessions on threads (default 1)"
+    )
+    g.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="concurrent processes, each with its own session (default 1)",
+    )
+    g.add_argument(
+        "--evaluate",
+        action="store_true",
+        help="also evaluate accuracy on the dataset before benchmarking",
+    )
 
 
 def follow(store: Any, run_id: str, *, as_json: bool = False) -> int:
@@ -411,6 +489,13 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     _add_run_options(add("run", cmd_run, "build, verify and evaluate a model on a profile"))
+    bench = add(
+        "bench",
+        cmd_bench,
+        "build a model and benchmark it on a grid of batch sizes x sequence lengths",
+    )
+    _add_run_options(bench)
+    _add_bench_options(bench)
     p = add("attach", cmd_attach, "follow a running (or finished) run live")
     p.add_argument("run_id")
     p.add_argument("--json", action="store_true")
