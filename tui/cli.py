@@ -465,6 +465,25 @@ def cmd_profiles(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from core.report import write_report
+    from core.store import RunStore
+
+    store = RunStore()
+    records = [store.run(run_id) for run_id in args.run_ids]
+    history = store.runs()
+    formats = args.format or ["md"]
+    written = [write_report(records, history, fmt, Path(args.out)) for fmt in formats]
+    if args.json:
+        _print_json({"written": [str(p) for p in written]})
+    else:
+        for path in written:
+            out.print(str(path))
+    return 0
+
+
 def cmd_app(args: argparse.Namespace) -> int:
     from tui.app import run_app
 
@@ -512,6 +531,16 @@ def build_parser() -> argparse.ArgumentParser:
     add(
         "profiles", cmd_profiles, "list hardware profiles and whether they can run here"
     ).add_argument("--json", action="store_true")
+    p = add("report", cmd_report, "write a comparison report of runs (md, csv, json, html)")
+    p.add_argument("run_ids", nargs="+", metavar="RUN_ID")
+    p.add_argument(
+        "--format",
+        action="append",
+        choices=("md", "csv", "json", "html"),
+        help="report format; repeat for several (default md)",
+    )
+    p.add_argument("--out", default="kiln-report", help="output directory (default kiln-report)")
+    p.add_argument("--json", action="store_true")
     add("app", cmd_app, "open the terminal app")
     try:
         from core.finetune import add_finetune_parser
