@@ -32,6 +32,8 @@ class Encoded:
     word_ids: tuple[int | None, ...] | None
     words: int
     truncated: bool
+    first_positions: np.ndarray | None = None
+    """NER: each word's first sub-token position (-1 if truncated away), for decoding."""
 
     @property
     def length(self) -> int:
@@ -79,11 +81,15 @@ def encode(
     encoded: list[Encoded] = []
     for i, ids in enumerate(out["input_ids"]):
         types = out.get("token_type_ids")
+        first = None
         if task == "token-classification":
             word_ids = tuple(out.word_ids(i))
             n_words = len(examples[i].tokens)  # type: ignore[union-attr]
-            seen = {w for w in word_ids if w is not None}
-            truncated = len(seen) < n_words
+            first = np.full(n_words, -1, dtype=np.int64)
+            for pos in range(len(word_ids) - 1, -1, -1):
+                if word_ids[pos] is not None:
+                    first[word_ids[pos]] = pos
+            truncated = bool((first < 0).any())
         else:
             word_ids, n_words = None, 0
             truncated = len(ids) >= seq_len
@@ -95,6 +101,7 @@ def encode(
                 word_ids=word_ids,
                 words=n_words,
                 truncated=truncated,
+                first_positions=first,
             )
         )
     return encoded
@@ -133,17 +140,25 @@ def make_batches(
     return batches
 
 
+def decode_word_tags(best: np.ndarray, row: int, enc: Encoded, labels: np.ndarray) -> list[str]:
+    """Per-word tags from a batch's argmax: each word takes its first sub-token's label.
+
+    ``labels`` is a numpy array of names with ``"O"`` appended last, so a truncated word
+    (position -1) reads as O without a branch.
+    """
+    assert enc.first_positions is not None
+    ids = np.where(enc.first_positions >= 0, best[row][enc.first_positions], len(labels) - 1)
+    return labels[ids].tolist()
+
+
+def label_table(labels: Sequence[str]) -> np.ndarray:
+    """Label names as an array with a trailing ``O`` for :func:`decode_word_tags`."""
+    return np.array([*labels, "O"], dtype=object)
+
+
 def decode_tags(logits: np.ndarray, row: int, enc: Encoded, labels: Sequence[str]) -> list[str]:
-    """Per-word tags from token logits: each word takes its first sub-token's label."""
-    best = logits[row].argmax(-1)
-    tags = ["O"] * enc.words
-    seen: set[int] = set()
-    for pos, word in enumerate(enc.word_ids or ()):
-        if word is None or word in seen:
-            continue
-        seen.add(word)
-        tags[word] = labels[int(best[pos])]
-    return tags
+    """Per-word tags of one row of token logits (convenience over the batch form)."""
+    return decode_word_tags(logits.argmax(-1), row, enc, label_table(labels))
 
 
 def decode_class(logits: np.ndarray, row: int, labels: Sequence[str]) -> str:

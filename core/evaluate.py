@@ -6,15 +6,18 @@ cannot flood the store or an SSH link; the final snapshot is always emitted.
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import psutil
 
 from core.data import TextExample, TokenExample
-from core.encode import Encoded, PaddedBatch, decode_class, decode_tags
+from core.encode import Encoded, PaddedBatch, decode_word_tags, label_table
 from core.errors import Cancelled
 from core.events import Event, MetricSampled, ProgressAdvanced
 from core.metrics import LatencyRecorder, RunningClassification, RunningNer, ThroughputMeter
@@ -55,6 +58,86 @@ class ResourceSampler:
         return {"cpu_percent_mean": mean, "rss_peak_mb": self.peak_rss / 1e6}
 
 
+class _Scorer:
+    """Decodes and scores finished batches on a thread of its own.
+
+    ONNX Runtime releases the GIL while it runs, so on two cores the next batch's
+    inference overlaps this batch's decoding and live metrics instead of waiting for them.
+    """
+
+    def __init__(
+        self, examples: Sequence[Any], task: str, labels: Sequence[str], score: bool
+    ) -> None:
+        self.examples = examples
+        self.ner = task == "token-classification"
+        self.labels = labels
+        self.table = label_table(labels)
+        self.score = score
+        self.running: RunningNer | RunningClassification = (
+            RunningNer() if self.ner else RunningClassification(labels)
+        )
+        self.predictions: list[Any] = [None] * len(examples)
+        self.lock = threading.Lock()
+        self.queue: queue.Queue[Any] = queue.Queue(maxsize=8)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="kiln-scorer", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while True:
+            item = self.queue.get()
+            if item is None:
+                return
+            if self.error is not None:
+                continue
+            try:
+                self._score(*item)
+            except BaseException as exc:  # noqa: BLE001 - re-raised on the main thread
+                self.error = exc
+
+    def _score(self, batch: PaddedBatch, encoded: Sequence[Encoded], logits: np.ndarray) -> None:
+        best = logits.argmax(-1)
+        truth, preds = [], []
+        if self.ner:
+            by_index = {e.index: e for e in encoded}
+            for row, index in enumerate(batch.indices):
+                pred: Any = decode_word_tags(best, row, by_index[index], self.table)
+                truth.append(list(self.examples[index].tags))
+                preds.append(pred)
+                self.predictions[index] = pred
+        else:
+            for row, index in enumerate(batch.indices):
+                pred = self.labels[int(best[row])]
+                truth.append(self.examples[index].label)
+                preds.append(pred)
+                self.predictions[index] = pred
+        if self.score:
+            with self.lock:
+                self.running.update(truth, preds)
+
+    def submit(self, batch: PaddedBatch, encoded: Sequence[Encoded], logits: np.ndarray) -> None:
+        self._raise()
+        self.queue.put((batch, encoded, logits))
+
+    def seen(self) -> int:
+        with self.lock:
+            running = self.running
+            return running.sentences if self.ner else running.count  # type: ignore[union-attr]
+
+    def snapshot(self) -> dict[str, Any]:
+        with self.lock:
+            return self.running.snapshot().to_dict()
+
+    def finish(self) -> None:
+        self.queue.put(None)
+        self.thread.join()
+        self._raise()
+
+    def _raise(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+
 def evaluate(
     compiled: CompiledModel,
     batches: Iterable[tuple[PaddedBatch, Sequence[Encoded]]],
@@ -74,65 +157,50 @@ def evaluate(
     ``batches`` yields each padded batch with its encoded examples, typically from
     :func:`core.encode.stream_batches`, which tokenises ahead on another thread.
     """
-    ner = task == "token-classification"
-    running: RunningNer | RunningClassification = (
-        RunningNer() if ner else RunningClassification(labels)
-    )
+    scorer = _Scorer(examples, task, labels, score)
     latency = LatencyRecorder()
     resources = ResourceSampler()
-    predictions: list[Any] = [None] * len(examples)
     total = len(examples) if total is None else total
     done = truncated = 0
     last_emit = 0.0
     meter = ThroughputMeter(clock=clock)
 
-    def seen() -> int:
-        return running.sentences if ner else running.count  # type: ignore[union-attr]
-
     def publish(final: bool = False) -> None:
         emit(ProgressAdvanced(stage, done, total))
-        if score and seen() > 0:
-            emit(MetricSampled(stage, "accuracy", running.snapshot().to_dict() | {"final": final}))
+        if score and scorer.seen() > 0:
+            emit(MetricSampled(stage, "accuracy", scorer.snapshot() | {"final": final}))
         emit(MetricSampled(stage, "throughput", meter.summary() | latency.summary()))
         emit(MetricSampled(stage, "resources", resources.sample()))
 
-    for batch, encoded in batches:
-        if cancelled():
-            publish()
-            raise Cancelled(
-                f"cancelled after {done} of {total} samples",
-                hint="partial figures and events are kept in the run store",
-            )
-        start = clock()
-        logits = compiled.run(batch.arrays)
-        latency.add(clock() - start)
-        meter.add(batch.size, batch.real_tokens, batch.padded_tokens)
-        by_index = {e.index: e for e in encoded}
-        truth, preds = [], []
-        for row, index in enumerate(batch.indices):
-            example = examples[index]
-            if ner:
-                pred: Any = decode_tags(logits, row, by_index[index], labels)
-                truth.append(list(example.tags))  # type: ignore[union-attr]
-            else:
-                pred = decode_class(logits, row, labels)
-                truth.append(example.label)  # type: ignore[union-attr]
-            preds.append(pred)
-            predictions[index] = pred
-        truncated += sum(1 for e in encoded if e.truncated)
-        if score:
-            running.update(truth, preds)
-        done += batch.size
-        now = clock()
-        if now - last_emit >= SAMPLE_INTERVAL_S:
-            last_emit = now
-            publish()
+    try:
+        for batch, encoded in batches:
+            if cancelled():
+                scorer.finish()
+                publish()
+                raise Cancelled(
+                    f"cancelled after {done} of {total} samples",
+                    hint="partial figures and events are kept in the run store",
+                )
+            start = clock()
+            logits = compiled.run(batch.arrays)
+            latency.add(clock() - start)
+            meter.add(batch.size, batch.real_tokens, batch.padded_tokens)
+            scorer.submit(batch, encoded, logits)
+            truncated += sum(1 for e in encoded if e.truncated)
+            done += batch.size
+            now = clock()
+            if now - last_emit >= SAMPLE_INTERVAL_S:
+                last_emit = now
+                publish()
+    finally:
+        if scorer.thread.is_alive():
+            scorer.finish()
     publish(final=True)
     return EvaluationResult(
-        accuracy=running.snapshot().to_dict() if score and seen() else None,
+        accuracy=scorer.snapshot() if score and scorer.seen() else None,
         throughput=meter.summary(),
         latency=latency.summary(),
         resources=resources.summary(),
         truncated=truncated,
-        predictions=predictions,
+        predictions=scorer.predictions,
     )

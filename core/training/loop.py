@@ -67,6 +67,7 @@ class TrainingReport:
     epochs_run: float
     best_epoch: int
     stopped_by_time_limit: bool
+    threads: int
     training_time_s: float
     wall_time_s: float
     loss_start: float
@@ -124,7 +125,9 @@ def _collate(
         mask[r, :n] = 1
         if task == "token-classification":
             token_labels[r, :n] = targets[i]
-    labels = token_labels if task == "token-classification" else np.array([targets[i] for i in rows])
+    labels = (
+        token_labels if task == "token-classification" else np.array([targets[i] for i in rows])
+    )
     return {
         "input_ids": torch.from_numpy(ids),
         "attention_mask": torch.from_numpy(mask),
@@ -208,8 +211,7 @@ def train(
     dataset: Dataset = load_builtin(recipe.dataset)
     if dataset.task != recipe.task:
         raise ConfigError(
-            f"recipe {recipe.name} is {recipe.task} but dataset {recipe.dataset} is "
-            f"{dataset.task}"
+            f"recipe {recipe.name} is {recipe.task} but dataset {recipe.dataset} is {dataset.task}"
         )
     labels = dataset.labels
     label2id = {label: i for i, label in enumerate(labels)}
@@ -218,7 +220,9 @@ def train(
     test_examples = dataset.split("test").examples[:limit_eval]
     family = get_family(recipe.family)
 
-    texts = (ex.tokens if recipe.task == "token-classification" else ex.text for ex in train_examples)
+    texts = (
+        ex.tokens if recipe.task == "token-classification" else ex.text for ex in train_examples
+    )
     vocabulary = build_vocabulary(texts, min_frequency=recipe.min_char_frequency)
     tokenizer = build_tokenizer(vocabulary, max_seq_len=recipe.max_seq_len)
     encoded = encode(train_examples, tokenizer, recipe.task, recipe.max_seq_len)
@@ -229,7 +233,8 @@ def train(
     lengths = np.array([e.length for e in encoded])
 
     previous_threads = torch.get_num_threads()
-    torch.set_num_threads(threads or len(os.sched_getaffinity(0)))
+    threads = threads or len(os.sched_getaffinity(0))
+    torch.set_num_threads(threads)
     torch.manual_seed(recipe.seed)
     rng = np.random.default_rng(recipe.seed)
     config = family.build_config(
@@ -300,7 +305,9 @@ def train(
                 if max_minutes is not None and elapsed >= max_minutes * 60:
                     timed_out = True
                     break
-            epoch_losses.append(float(np.mean(losses[epoch_start:])) if losses[epoch_start:] else 0.0)
+            epoch_losses.append(
+                float(np.mean(losses[epoch_start:])) if losses[epoch_start:] else 0.0
+            )
             notify(
                 TrainingProgress(
                     "evaluate dev", epoch, recipe.epochs, step, total_steps,
@@ -309,13 +316,17 @@ def train(
             )  # fmt: skip
             dev = run_eval(dev_examples)
             dev_by_epoch.append({"epoch": epoch, "steps": step, **dev})
-            log.info("epoch %d: loss %.4f, dev %s %.4f", epoch, epoch_losses[-1], metric, dev[metric])
+            log.info(
+                "epoch %d: loss %.4f, dev %s %.4f", epoch, epoch_losses[-1], metric, dev[metric]
+            )
             if dev[metric] > best_score:
                 best_epoch, best_score = epoch, dev[metric]
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             model.train()
             if timed_out:
-                log.info("stopping at step %d: the %.1f-minute limit was reached", step, max_minutes)
+                log.info(
+                    "stopping at step %d: the %.1f-minute limit was reached", step, max_minutes
+                )
                 break
         training_time = time.monotonic() - train_started
         if best_state is not None:
@@ -344,6 +355,7 @@ def train(
         epochs_run=round(step / steps_per_epoch, 3),
         best_epoch=best_epoch,
         stopped_by_time_limit=timed_out,
+        threads=threads,
         training_time_s=round(training_time, 1),
         wall_time_s=round(time.monotonic() - started, 1),
         loss_start=round(float(np.mean(losses[:window])), 4),
@@ -379,6 +391,9 @@ def _save(model: Any, tokenizer: Any, vocabulary: list[str], out: Path) -> None:
         hf_logging.enable_progress_bar()
     tokenizer.save_pretrained(out)
     write_vocabulary(vocabulary, out)
+    for path in out.iterdir():
+        if path.is_file():
+            path.chmod(0o644)  # shipped files: safetensors writes owner-only
 
 
 def _size_mb(path: Path) -> float:

@@ -109,7 +109,7 @@ RECIPES: dict[str, Recipe] = {
             epochs=5,
             learning_rate=5e-4,
             batch_size=32,
-            description="A 4-layer BERT trained from scratch by `kiln finetune` on the "
+            description="A small BERT trained from scratch by `kiln finetune` on the "
             "built-in People's Daily January 1998 split: person, location and organisation "
             "BIO tags, one token per Chinese character, vocabulary from the training "
             "characters. Small enough to ship and to run every stage in seconds.",
@@ -128,7 +128,7 @@ RECIPES: dict[str, Recipe] = {
             epochs=4,
             learning_rate=5e-4,
             batch_size=32,
-            description="A 4-layer RoBERTa trained from scratch by `kiln finetune` on the "
+            description="A small RoBERTa trained from scratch by `kiln finetune` on the "
             "built-in shopping-review sentiment split (neg / pos), one token per Chinese "
             "character with a BERT-style character vocabulary (as Chinese RoBERTa models "
             "ship), no token type ids.",

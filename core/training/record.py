@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import platform
+import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -60,9 +61,9 @@ def card_data(
     primary = "entity_f1" if recipe.task == "token-classification" else "accuracy"
     test_value = report.test.get(primary, 0.0)
     training: dict[str, Any] = {
-        "command": list(report.command),
+        "command": shlex.join(report.command),
         "seed": recipe.seed,
-        "recipe": recipe.to_dict(),
+        "recipe": {k: v for k, v in recipe.to_dict().items() if k not in ("title", "description")},
         "data": {"dataset": recipe.dataset, "hashes": report.data_hashes},
         "limits": {k: v for k, v in limits.items() if v is not None} or None,
         "training_time_s": report.training_time_s,
@@ -78,18 +79,16 @@ def card_data(
             "by_epoch": list(report.epoch_losses),
         },
         "dev": _figures(report.dev),
-        "dev_by_epoch": [
-            {"epoch": d["epoch"], primary: d[primary]} for d in report.dev_by_epoch
-        ],
+        "dev_by_epoch": [{"epoch": d["epoch"], primary: d[primary]} for d in report.dev_by_epoch],
         "test": _figures(report.test),
         "parameters": report.parameters,
         "size_mb": report.size_mb,
         "versions": {
             "python": platform.python_version(),
-            "torch": torch.__version__,
-            "transformers": transformers.__version__,
+            "torch": str(torch.__version__),
+            "transformers": str(transformers.__version__),
         },
-        "threads": torch.get_num_threads(),
+        "threads": report.threads,
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d"),
     }
     if training["limits"] is None:
@@ -138,7 +137,7 @@ def write_card(
     cards_dir.mkdir(parents=True, exist_ok=True)
     path = cards_dir / f"{recipe.name}.yaml"
     header = (
-        f"# Built-in model trained by Kiln: `{' '.join(report.command)}`.\n"
+        f"# Trained by Kiln: `{shlex.join(report.command)}`.\n"
         "# Written by the training run; retrain rather than edit the figures by hand.\n"
     )
     body = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
