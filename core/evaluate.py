@@ -6,6 +6,7 @@ cannot flood the store or an SSH link; the final snapshot is always emitted.
 
 from __future__ import annotations
 
+import itertools
 import queue
 import threading
 import time
@@ -25,6 +26,7 @@ from core.runtimes import CompiledModel
 
 Emit = Callable[[Event], None]
 SAMPLE_INTERVAL_S = 0.25
+CHECKPOINT_INTERVAL_S = 1.0
 
 
 @dataclass
@@ -66,7 +68,12 @@ class _Scorer:
     """
 
     def __init__(
-        self, examples: Sequence[Any], task: str, labels: Sequence[str], score: bool
+        self,
+        examples: Sequence[Any],
+        task: str,
+        labels: Sequence[str],
+        score: bool,
+        checkpoint: Callable[[dict[int, Any]], None] | None = None,
     ) -> None:
         self.examples = examples
         self.ner = task == "token-classification"
@@ -80,6 +87,9 @@ class _Scorer:
         self.lock = threading.Lock()
         self.queue: queue.Queue[Any] = queue.Queue(maxsize=8)
         self.error: BaseException | None = None
+        self.checkpoint = checkpoint
+        self.pending: dict[int, Any] = {}
+        self.last_flush = time.monotonic()
         self.thread = threading.Thread(target=self._run, name="kiln-scorer", daemon=True)
         self.thread.start()
 
@@ -87,15 +97,45 @@ class _Scorer:
         while True:
             item = self.queue.get()
             if item is None:
+                self._flush(force=True)
                 return
             if self.error is not None:
                 continue
             try:
                 self._score(*item)
+                self._flush()
             except BaseException as exc:  # noqa: BLE001 - re-raised on the main thread
                 self.error = exc
 
-    def _score(self, batch: PaddedBatch, encoded: Sequence[Encoded], logits: np.ndarray) -> None:
+    def _flush(self, force: bool = False) -> None:
+        """Checkpoint finished batches about once a second (one short transaction)."""
+        if not self.checkpoint or not self.pending:
+            return
+        if force or time.monotonic() - self.last_flush >= CHECKPOINT_INTERVAL_S:
+            items, self.pending = self.pending, {}
+            self.checkpoint(items)
+            self.last_flush = time.monotonic()
+
+    def restore(self, completed: dict[int, Any]) -> int:
+        """Count batches finished by an earlier, interrupted run; returns their samples."""
+        samples = 0
+        for number in sorted(completed):
+            indices, preds = completed[number]["indices"], completed[number]["predictions"]
+            truth = [self._truth(i) for i in indices]
+            for index, pred in zip(indices, preds, strict=True):
+                self.predictions[index] = pred
+            if self.score:
+                self.running.update(truth, preds)
+            samples += len(indices)
+        return samples
+
+    def _truth(self, index: int) -> Any:
+        example = self.examples[index]
+        return list(example.tags) if self.ner else example.label
+
+    def _score(
+        self, batch: PaddedBatch, encoded: Sequence[Encoded], logits: np.ndarray, number: int
+    ) -> None:
         best = logits.argmax(-1)
         truth, preds = [], []
         if self.ner:
@@ -114,10 +154,14 @@ class _Scorer:
         if self.score:
             with self.lock:
                 self.running.update(truth, preds)
+        if self.checkpoint:
+            self.pending[number] = {"indices": list(batch.indices), "predictions": preds}
 
-    def submit(self, batch: PaddedBatch, encoded: Sequence[Encoded], logits: np.ndarray) -> None:
+    def submit(
+        self, batch: PaddedBatch, encoded: Sequence[Encoded], logits: np.ndarray, number: int
+    ) -> None:
         self._raise()
-        self.queue.put((batch, encoded, logits))
+        self.queue.put((batch, encoded, logits, number))
 
     def seen(self) -> int:
         with self.lock:
@@ -151,17 +195,25 @@ def evaluate(
     score: bool = True,
     stage: str = "evaluate",
     clock: Callable[[], float] = time.perf_counter,
+    numbers: Sequence[int] | None = None,
+    completed: dict[int, Any] | None = None,
+    checkpoint: Callable[[dict[int, Any]], None] | None = None,
 ) -> EvaluationResult:
     """Run every batch; ``score=False`` (performance-only) measures speed alone.
 
     ``batches`` yields each padded batch with its encoded examples, typically from
     :func:`core.encode.stream_batches`, which tokenises ahead on another thread.
+    ``numbers`` are the batches' places in the plan; ``completed`` holds the predictions
+    of batches an interrupted run already finished (they are not run again), and
+    ``checkpoint`` receives new ones as they finish, so this run can be resumed too.
     """
-    scorer = _Scorer(examples, task, labels, score)
+    scorer = _Scorer(examples, task, labels, score, checkpoint)
     latency = LatencyRecorder()
     resources = ResourceSampler()
     total = len(examples) if total is None else total
-    done = truncated = 0
+    done = scorer.restore(completed) if completed else 0
+    truncated = 0
+    numbering = iter(numbers) if numbers is not None else itertools.count()
     last_emit = 0.0
     meter = ThroughputMeter(clock=clock)
 
@@ -185,7 +237,7 @@ def evaluate(
             logits = compiled.run(batch.arrays)
             latency.add(clock() - start)
             meter.add(batch.size, batch.real_tokens, batch.padded_tokens)
-            scorer.submit(batch, encoded, logits)
+            scorer.submit(batch, encoded, logits, next(numbering))
             truncated += sum(1 for e in encoded if e.truncated)
             done += batch.size
             now = clock()

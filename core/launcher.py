@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from core.errors import StoreError
 from core.paths import kiln_home
 from core.runconfig import RunConfig
 from core.store import RunStore
@@ -19,6 +20,29 @@ def launch(config: RunConfig, store: RunStore) -> str:
     link must not stop an evaluation.
     """
     run_id = store.create_run(config.to_dict())
+    _spawn(store, run_id)
+    return run_id
+
+
+RESUMABLE = frozenset({"interrupted", "failed", "cancelled"})
+
+
+def resume(store: RunStore, run_id: str) -> str:
+    """Start a new worker for an interrupted (or failed, or cancelled) run."""
+    store.mark_interrupted_if_dead(run_id)
+    record = store.run(run_id)
+    if record.status not in RESUMABLE:
+        raise StoreError(
+            f"run {record.id} is {record.status}; only interrupted, failed or cancelled runs "
+            "can be resumed",
+            hint=f"`kiln attach {record.id}` follows a run that is still going",
+        )
+    store.clear_cancel(record.id)
+    _spawn(store, record.id)
+    return record.id
+
+
+def _spawn(store: RunStore, run_id: str) -> None:
     logs = kiln_home() / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     log_path = logs / f"{run_id}.log"
@@ -35,4 +59,3 @@ def launch(config: RunConfig, store: RunStore) -> str:
             env=env,
         )
     store.set_status(run_id, "starting", pid=proc.pid)
-    return run_id

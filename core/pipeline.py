@@ -74,13 +74,33 @@ class RunState:
     result: dict[str, Any] = field(default_factory=dict)
 
 
+class Checkpoints:
+    """Where a stage keeps progress that a resumed run picks up (in memory by default)."""
+
+    def __init__(self) -> None:
+        self.items: dict[str, Any] = {}
+
+    def load(self, prefix: str) -> dict[str, Any]:
+        return {k: v for k, v in self.items.items() if k.startswith(prefix)}
+
+    def save(self, items: dict[str, Any]) -> None:
+        self.items.update(items)
+
+
 class StageRunner:
     """Wraps each stage in started / finished / failed events with its duration."""
 
-    def __init__(self, state: RunState, emit: Emit, cancelled: Callable[[], bool]) -> None:
+    def __init__(
+        self,
+        state: RunState,
+        emit: Emit,
+        cancelled: Callable[[], bool],
+        checkpoints: Checkpoints | None = None,
+    ) -> None:
         self.state = state
         self.emit = emit
         self.cancelled = cancelled
+        self.checkpoints = checkpoints or Checkpoints()
 
     def skip(self, name: str, reason: str) -> None:
         log.info("%s skipped: %s", name, reason)
@@ -118,14 +138,21 @@ class StageRunner:
 
 
 def run_pipeline(
-    config: RunConfig, run_id: str, emit: Emit, cancelled: Callable[[], bool] = lambda: False
+    config: RunConfig,
+    run_id: str,
+    emit: Emit,
+    cancelled: Callable[[], bool] = lambda: False,
+    checkpoints: Checkpoints | None = None,
 ) -> dict[str, Any]:
-    """Run every stage of ``config``; returns the result that ``kiln show`` prints."""
+    """Run every stage of ``config``; returns the result that ``kiln show`` prints.
+
+    With ``checkpoints`` from an interrupted run, evaluation continues where it stopped.
+    """
     from core import stages
     from core.environment import environment
 
     state = RunState(config=config, run_id=run_id)
-    runner = StageRunner(state, emit, cancelled)
+    runner = StageRunner(state, emit, cancelled, checkpoints)
     emit(RunStarted(config.to_dict(), environment()))
     for step in stages.PIPELINE:
         step(state, runner)

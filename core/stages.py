@@ -245,15 +245,33 @@ def evaluate(state: RunState, run: StageRunner) -> None:
         run.skip("evaluate", "benchmark-only run: no accuracy figures")
         return
     with run.stage("evaluate") as summary:
+        completed = {
+            int(key.rsplit("/", 1)[1]): value
+            for key, value in run.checkpoints.load("evaluate/").items()
+        }
+        remaining = [n for n in range(len(state.plan)) if n not in completed]
+        if completed:
+            log.info(
+                "resuming: %d of %d batches were evaluated before the interruption; "
+                "their predictions are kept",
+                len(completed),
+                len(state.plan),
+            )
+            summary["resumed_batches"] = len(completed)
         result = evaluate_batches(
             state.compiled,
-            stream_batches(state.encoder, state.examples, state.plan),
+            stream_batches(state.encoder, state.examples, [state.plan[n] for n in remaining]),
             state.examples,
             task=state.card.task,
             labels=state.card.labels,
             emit=run.emit,
             cancelled=run.cancelled,
             score=not state.loaded.perf_only,
+            numbers=remaining,
+            completed=completed,
+            checkpoint=lambda items: run.checkpoints.save(
+                {f"evaluate/{n:06d}": v for n, v in items.items()}
+            ),
         )
         if result.truncated:
             log.warning(

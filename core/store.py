@@ -13,6 +13,7 @@ import json
 import os
 import secrets
 import sqlite3
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -152,11 +153,26 @@ def pid_alive(pid: int | None) -> bool:
         return True
 
 
+def _locked(method: Any) -> Any:
+    """Serialise a method on the store's lock (methods call each other: it is re-entrant)."""
+
+    def wrapper(self: RunStore, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    wrapper.__name__ = method.__name__
+    wrapper.__doc__ = method.__doc__
+    return wrapper
+
+
 class RunStore:
     """A connection to one store file; cheap to open, one per thread or process."""
 
     def __init__(self, path: Path | str | None = None, *, readonly: bool = False) -> None:
         self.path = Path(path) if path is not None else default_store_path()
+        # One connection shared by the threads of a process (the worker logs and
+        # checkpoints from helper threads); the lock keeps each use whole.
+        self._lock = threading.RLock()
         self._conn = self._open(readonly)
 
     # -- opening and checking -------------------------------------------------------------
@@ -167,7 +183,9 @@ class RunStore:
             fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
             os.close(fd)
         try:
-            conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+            conn = sqlite3.connect(
+                self.path, timeout=30.0, isolation_level=None, check_same_thread=False
+            )
             conn.execute("PRAGMA busy_timeout = 30000")
             app_id = conn.execute("PRAGMA application_id").fetchone()[0]
             version = conn.execute("PRAGMA user_version").fetchone()[0]
@@ -232,6 +250,7 @@ class RunStore:
         self.close()
 
     # -- runs ------------------------------------------------------------------------------
+    @_locked
     def create_run(self, config: dict[str, Any], *, run_id: str | None = None) -> str:
         run_id = run_id or new_run_id()
         now = time.time()
@@ -251,6 +270,7 @@ class RunStore:
         )
         return run_id
 
+    @_locked
     def run(self, run_id: str) -> RunRecord:
         row = self._conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
         if row is None:
@@ -271,6 +291,7 @@ class RunStore:
             )
         return rows[0]
 
+    @_locked
     def runs(self, limit: int | None = None) -> list[RunRecord]:
         sql = "SELECT * FROM runs ORDER BY created DESC"
         params: tuple = ()
@@ -311,6 +332,7 @@ class RunStore:
             cancel_requested=bool(cancel),
         )
 
+    @_locked
     def set_status(
         self,
         run_id: str,
@@ -334,17 +356,24 @@ class RunStore:
         params.append(run_id)
         self._conn.execute(f"UPDATE runs SET {', '.join(sets)} WHERE id = ?", params)
 
+    @_locked
     def request_cancel(self, run_id: str) -> None:
         self._conn.execute(
             "UPDATE runs SET cancel_requested = 1, updated = ? WHERE id = ?", (time.time(), run_id)
         )
 
+    @_locked
+    def clear_cancel(self, run_id: str) -> None:
+        self._conn.execute("UPDATE runs SET cancel_requested = 0 WHERE id = ?", (run_id,))
+
+    @_locked
     def cancel_requested(self, run_id: str) -> bool:
         row = self._conn.execute(
             "SELECT cancel_requested FROM runs WHERE id = ?", (run_id,)
         ).fetchone()
         return bool(row and row[0])
 
+    @_locked
     def mark_interrupted_if_dead(self, run_id: str) -> bool:
         """A run whose worker died without a last word is interrupted, not running forever."""
         rec = self.run(run_id)
@@ -361,6 +390,7 @@ class RunStore:
     def append(self, run_id: str, event: Event) -> int:
         return self.append_many(run_id, [event])
 
+    @_locked
     def append_many(self, run_id: str, events: Iterable[Event]) -> int:
         """Append events in one short transaction; returns the last sequence number."""
         from core.events import ArtifactWritten, MetricSampled
@@ -411,6 +441,7 @@ class RunStore:
             raise
         return seq
 
+    @_locked
     def events(self, run_id: str, *, after: int = 0, limit: int | None = None) -> list[StoredEvent]:
         sql = "SELECT seq, kind, payload FROM events WHERE run_id = ? AND seq > ? ORDER BY seq"
         params: tuple = (run_id, after)
@@ -422,6 +453,7 @@ class RunStore:
             for seq, kind, payload in self._conn.execute(sql, params).fetchall()
         ]
 
+    @_locked
     def metric_series(self, run_id: str, group: str, name: str) -> list[tuple[float, float]]:
         rows = self._conn.execute(
             "SELECT ts, value FROM metrics WHERE run_id = ? AND grp = ? AND name = ? ORDER BY seq",
@@ -429,6 +461,7 @@ class RunStore:
         ).fetchall()
         return [(ts, value) for ts, value in rows]
 
+    @_locked
     def artifacts(self, run_id: str) -> list[dict[str, Any]]:
         rows = self._conn.execute(
             "SELECT stage, name, path, sha256, size, meta FROM artifacts WHERE run_id = ?",
@@ -440,6 +473,7 @@ class RunStore:
         ]
 
     # -- checkpoints (resumable evaluation) ------------------------------------------------
+    @_locked
     def save_checkpoint(self, run_id: str, key: str, payload: Any) -> None:
         self._conn.execute(
             "INSERT INTO checkpoints (run_id, key, payload) VALUES (?, ?, ?)"
@@ -447,6 +481,31 @@ class RunStore:
             (run_id, key, json.dumps(payload, ensure_ascii=False)),
         )
 
+    @_locked
+    def save_checkpoints(self, run_id: str, items: dict[str, Any]) -> None:
+        """Several checkpoint entries in one short transaction."""
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(
+                "INSERT INTO checkpoints (run_id, key, payload) VALUES (?, ?, ?)"
+                " ON CONFLICT(run_id, key) DO UPDATE SET payload = excluded.payload",
+                [(run_id, k, json.dumps(v, ensure_ascii=False)) for k, v in items.items()],
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    @_locked
+    def load_checkpoints(self, run_id: str, prefix: str) -> dict[str, Any]:
+        rows = self._conn.execute(
+            "SELECT key, payload FROM checkpoints WHERE run_id = ? AND key LIKE ?",
+            (run_id, prefix.replace("%", "") + "%"),
+        ).fetchall()
+        return {key: json.loads(payload) for key, payload in rows}
+
+    @_locked
     def load_checkpoint(self, run_id: str, key: str) -> Any | None:
         row = self._conn.execute(
             "SELECT payload FROM checkpoints WHERE run_id = ? AND key = ?", (run_id, key)
@@ -481,6 +540,6 @@ def _interrupted_event() -> Event:
             "kind": "Interrupted",
             "title": "Run interrupted",
             "message": "the worker process ended without finishing the run",
-            "hint": "`kiln show RUN_ID` lists what was stored; start it again with `kiln run`",
+            "hint": "`kiln resume RUN_ID` continues from the stored progress",
         },
     )

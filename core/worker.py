@@ -17,10 +17,11 @@ import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from core.errors import Cancelled, KilnError
 from core.events import Event, LogLine, RunFinished
-from core.pipeline import current_stage, run_pipeline
+from core.pipeline import Checkpoints, current_stage, run_pipeline
 from core.runconfig import RunConfig
 from core.store import RunStore
 
@@ -77,8 +78,26 @@ class CancelFlag:
         return self.event.is_set()
 
 
+class StoreCheckpoints(Checkpoints):
+    """Checkpoints kept in the run store, so a killed worker loses nothing finished."""
+
+    def __init__(self, store: RunStore, run_id: str) -> None:
+        super().__init__()
+        self.store = store
+        self.run_id = run_id
+
+    def load(self, prefix: str) -> dict[str, Any]:
+        return self.store.load_checkpoints(self.run_id, prefix)
+
+    def save(self, items: dict[str, Any]) -> None:
+        self.store.save_checkpoints(self.run_id, items)
+
+
 def execute_run(store: RunStore, run_id: str) -> int:
-    """Run ``run_id`` in this process; returns the exit code. Used by the worker and tests."""
+    """Run ``run_id`` in this process; returns the exit code. Used by the worker and tests.
+
+    A run that was interrupted before picks up its stored evaluation progress.
+    """
     record = store.run(run_id)
     config = RunConfig.from_dict(record.config)
     store.set_status(run_id, "running", pid=os.getpid())
@@ -91,7 +110,7 @@ def execute_run(store: RunStore, run_id: str) -> int:
         lg.addHandler(handler)
         lg.setLevel(logging.INFO)
     try:
-        result = run_pipeline(config, run_id, emit, cancelled)
+        result = run_pipeline(config, run_id, emit, cancelled, StoreCheckpoints(store, run_id))
     except Cancelled as exc:
         emit(RunFinished("cancelled", error=exc.to_dict()))
         store.set_status(run_id, "cancelled", error=exc.to_dict())

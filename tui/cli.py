@@ -320,6 +320,18 @@ def cmd_attach(args: argparse.Namespace) -> int:
     return follow(store, record.id, as_json=args.json)
 
 
+def cmd_resume(args: argparse.Namespace) -> int:
+    from core.launcher import resume
+    from core.store import RunStore
+
+    store = RunStore()
+    run_id = resume(store, store.run(args.run_id).id)
+    err.print(f"resuming {run_id}: finished batches are kept, the rest is evaluated now")
+    if args.detach:
+        return 0
+    return follow(store, run_id, as_json=args.json)
+
+
 # -- history --------------------------------------------------------------------------------
 def cmd_runs(args: argparse.Namespace) -> int:
     from core.store import RunStore
@@ -518,6 +530,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("attach", cmd_attach, "follow a running (or finished) run live")
     p.add_argument("run_id")
     p.add_argument("--json", action="store_true")
+    p = add("resume", cmd_resume, "continue an interrupted run from its stored progress")
+    p.add_argument("run_id")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--detach", action="store_true", help="start it and return")
     p = add("runs", cmd_runs, "list the runs in the store (KILN_HOME)")
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--json", action="store_true")
