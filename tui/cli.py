@@ -496,6 +496,42 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cache(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from core import cache
+    from tui.render import when
+
+    if args.action == "clear":
+        count, freed = cache.clear(older_than_days=args.older_than)
+        if args.json:
+            _print_json({"removed": count, "freed_bytes": freed})
+        else:
+            out.print(
+                f"removed {count} cache entr{'y' if count == 1 else 'ies'}, "
+                f"{freed / 1e6:.1f} MB freed"
+            )
+        return 0
+    items = cache.entries()
+    if args.json:
+        _print_json([e.to_dict() for e in items])
+        return 0
+    table = Table(title="Artifact cache", header_style="bold")
+    for col in ("key", "kind", "size", "modified", "state"):
+        table.add_column(col)
+    for e in items:
+        table.add_row(
+            e.key,
+            e.kind,
+            f"{e.size / 1e6:.1f} MB",
+            when(e.modified),
+            "[green]complete[/]" if e.complete else "[yellow]incomplete[/]",
+        )
+    out.print(table)
+    err.print(f"{len(items)} entries, {sum(e.size for e in items) / 1e6:.1f} MB")
+    return 0
+
+
 def cmd_app(args: argparse.Namespace) -> int:
     from tui.app import run_app
 
@@ -556,6 +592,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="report format; repeat for several (default md)",
     )
     p.add_argument("--out", default="kiln-report", help="output directory (default kiln-report)")
+    p.add_argument("--json", action="store_true")
+    p = add("cache", cmd_cache, "list or clear cached exports, fused graphs and int8 models")
+    p.add_argument("action", nargs="?", choices=("ls", "clear"), default="ls")
+    p.add_argument(
+        "--older-than",
+        type=float,
+        metavar="DAYS",
+        help="with clear: only entries older than DAYS (incomplete ones always)",
+    )
     p.add_argument("--json", action="store_true")
     add("app", cmd_app, "open the terminal app")
     try:

@@ -156,3 +156,20 @@ def test_int8_pipeline(variant: str, tiny_assets: Path, kiln_home: Path) -> None
     assert "guard" in result and result["guard"]["steps"]
     stages = [e.stage_name for e in events if isinstance(e, StageFinished)]
     assert "quantize" in stages and "optimize" in stages
+
+
+def test_cache_ls_and_clear(tiny_assets: Path, kiln_home: Path) -> None:
+    from core import cache
+
+    run_pipeline(
+        RunConfig(
+            model="tiny-ner-bert", precision="int8", limit=16, guard=False, calibration_samples=16
+        ),
+        "c",
+        lambda e: None,
+    )
+    kinds = {e.kind for e in cache.entries()}
+    assert {"onnx export", "fused graph", "int8 static"} <= kinds
+    assert all(e.complete for e in cache.entries())
+    removed, freed = cache.clear()
+    assert removed >= 3 and freed > 0 and cache.entries() == []
