@@ -253,13 +253,20 @@ def _add_bench_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-def follow(store: Any, run_id: str, *, as_json: bool = False) -> int:
-    """Show a run's events live until it ends; Ctrl-C asks the worker to cancel."""
+def follow(store: Any, run_id: str, *, as_json: bool = False, cancel_on_ctrl_c: bool = True) -> int:
+    """Show a run's events live until it ends.
+
+    Ctrl-C asks the worker to cancel (for the run this command started), or just stops
+    following (for ``kiln attach``: the run goes on).
+    """
     from tui.follow import follow_run
 
     try:
         status = follow_run(store, run_id, err)
     except KeyboardInterrupt:
+        if not cancel_on_ctrl_c:
+            err.print(f"detached; {run_id} keeps running (kiln attach {run_id})")
+            return 0
         store.request_cancel(run_id)
         err.print(f"[yellow]cancelling {run_id}… (waiting for the current batch)[/]")
         try:
@@ -317,7 +324,7 @@ def cmd_attach(args: argparse.Namespace) -> int:
 
     store = RunStore()
     record = store.run(args.run_id)
-    return follow(store, record.id, as_json=args.json)
+    return follow(store, record.id, as_json=args.json, cancel_on_ctrl_c=False)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
