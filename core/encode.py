@@ -196,6 +196,8 @@ class BatchEncoder:
     pad_token_id: int
     input_names: tuple[str, ...]
     padding: Padding = "bucket"
+    static_batch: int | None = None
+    """Pad every batch to exactly this many rows (graphs compiled for static shapes)."""
 
     def encode_batch(
         self, examples: Sequence[TokenExample | TextExample], indices: Sequence[int]
@@ -208,9 +210,11 @@ class BatchEncoder:
             batch_size=len(encs),
             pad_token_id=self.pad_token_id,
             input_names=self.input_names,
-            padding=self.padding,
+            padding="fixed" if self.static_batch else self.padding,
             seq_len=self.seq_len,
         )
+        if self.static_batch and batch.size < self.static_batch:
+            batch = _pad_rows(batch, self.static_batch, self.pad_token_id)
         return batch, encs
 
     def encode_all(
@@ -218,6 +222,22 @@ class BatchEncoder:
     ) -> list[tuple[PaddedBatch, list[Encoded]]]:
         plan = plan_batches(examples, batch_size, self.padding)
         return [self.encode_batch(examples, indices) for indices in plan]
+
+
+def _pad_rows(batch: PaddedBatch, rows: int, pad_token_id: int) -> PaddedBatch:
+    """Add all-padding rows so a short last batch fits a static-shape graph."""
+    extra = rows - batch.size
+    arrays = {}
+    for name, array in batch.arrays.items():
+        fill = pad_token_id if name == "input_ids" else 0
+        pad = np.full((extra, array.shape[1]), fill, dtype=array.dtype)
+        arrays[name] = np.concatenate([array, pad])
+    return PaddedBatch(
+        batch.indices,
+        arrays,
+        batch.real_tokens,
+        batch.padded_tokens + extra * arrays["input_ids"].shape[1],
+    )
 
 
 def stream_batches(

@@ -136,7 +136,7 @@ class _Scorer:
     def _score(
         self, batch: PaddedBatch, encoded: Sequence[Encoded], logits: np.ndarray, number: int
     ) -> None:
-        best = logits.argmax(-1)
+        best = logits[: batch.size].argmax(-1)
         truth, preds = [], []
         if self.ner:
             by_index = {e.index: e for e in encoded}

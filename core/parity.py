@@ -48,10 +48,11 @@ def compare(
     ref_rows, cand_rows = [], []
     samples = 0
     for batch in batches:
-        ref = reference.run(batch.arrays).astype(np.float64)
-        cand = candidate.run(batch.arrays).astype(np.float64)
+        rows = batch.size  # static-shape batches carry padding rows: compare real ones
+        ref = reference.run(batch.arrays).astype(np.float64)[:rows]
+        cand = candidate.run(batch.arrays).astype(np.float64)[:rows]
         if token_level:
-            mask = batch.arrays["attention_mask"].astype(bool)
+            mask = batch.arrays["attention_mask"][:rows].astype(bool)
             ref_rows.append(ref[mask])
             cand_rows.append(cand[mask])
         else:

@@ -115,6 +115,9 @@ def quantize(state: RunState, run: StageRunner) -> None:
     if precision == "fp32":
         run.skip("quantize", "fp32 keeps the weights as trained")
         return
+    if precision == "fp16" and state.profile.runtime == "onnxruntime":
+        half(state, run)
+        return
     if precision != "int8" or state.profile.runtime != "onnxruntime":
         run.skip("quantize", f"{state.profile.name} builds {precision} in its compile step")
         return
@@ -161,6 +164,36 @@ def quantize(state: RunState, run: StageRunner) -> None:
                 "",
                 built.path.stat().st_size,
                 {"recipe": built.recipe, "calibration_sha256": built.calibration_sha256},
+            )
+        )
+
+
+def half(state: RunState, run: StageRunner) -> None:
+    """fp16 for ONNX Runtime: the fused graph on GPU providers (fused Attention has fp16
+    kernels there), the unfused one elsewhere; LayerNorm and Softmax stay fp32."""
+    from core.quantize import FP16_BLOCK_LIST, to_float16
+
+    with run.stage("quantize") as summary:
+        gpu = any(p != "CPUExecutionProvider" for p in state.profile.execution_providers)
+        source = state.fused_path if gpu and state.fused_path else state.onnx_path
+        block = tuple(dict.fromkeys((*FP16_BLOCK_LIST, *state.profile.keep_float.op_types)))
+        path = to_float16(source, op_block_list=block)
+        state.model_path = path
+        summary |= {
+            "recipe": "fp16",
+            "source": str(source),
+            "kept_fp32": list(block),
+            "path": str(path),
+        }
+        state.result["quantization"] = dict(summary)
+        run.emit(
+            ArtifactWritten(
+                "quantize",
+                "onnx-fp16",
+                str(path),
+                "",
+                path.stat().st_size,
+                {"kept_fp32": list(block)},
             )
         )
 

@@ -256,3 +256,52 @@ def _count_quantized(path: Path) -> int:
         "MatMulIntegerToFloat",
     )
     return sum(1 for n in model.graph.node if n.op_type in ops)
+
+
+FP16_BLOCK_LIST = (
+    "LayerNormalization",
+    "SkipLayerNormalization",
+    "EmbedLayerNormalization",
+    "Softmax",
+)
+"""Ops kept in fp32 when converting to fp16: the usual overflow suspects."""
+
+
+def to_float16(onnx_path: Path, *, op_block_list: Sequence[str] = FP16_BLOCK_LIST) -> Path:
+    """An fp16 copy of the graph (inputs and outputs keep their types), cached by content."""
+    import onnx
+    import onnxruntime
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    key = cache_key(
+        kind="fp16",
+        version=QUANTIZE_VERSION,
+        source=file_sha256(onnx_path),
+        block=list(op_block_list),
+        ort=onnxruntime.__version__,
+    )
+    target = cache_dir("artifacts", key)
+    path, meta_path = target / "model.onnx", target / "meta.json"
+    if path.exists() and meta_path.exists():
+        log.info("reusing cached fp16 model %s", path)
+        return path
+    tmp = Path(tempfile.mkdtemp(prefix=".fp16-", dir=target.parent))
+    try:
+        model = convert_float_to_float16(
+            onnx.load(str(onnx_path)), keep_io_types=True, op_block_list=list(op_block_list)
+        )
+        onnx.save(model, str(tmp / "model.onnx"))
+        meta = {"key": key, "recipe": {"kind": "fp16", "op_block_list": list(op_block_list)}}
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
+        os.replace(tmp / "model.onnx", path)
+        os.replace(tmp / "meta.json", meta_path)
+    except Exception as exc:
+        raise ExportError(
+            f"fp16 conversion failed: {str(exc).splitlines()[0][:300]}",
+            path=onnx_path,
+            hint="keep the failing op type in fp32 via the profile's keep_float.op_types",
+        ) from exc
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    log.info("fp16 graph written (%s kept in fp32)", ", ".join(op_block_list))
+    return path

@@ -129,9 +129,17 @@ def load(state: RunState, run: StageRunner) -> None:
             seq_len=state.seq_len,
             pad_token_id=loaded.tokenizer.pad_token_id or 0,
             input_names=loaded.family.input_names,
-            padding=cfg.padding,  # type: ignore[arg-type]
+            padding="fixed" if state.profile.static_shapes else cfg.padding,  # type: ignore[arg-type]
+            static_batch=state.batch_size if state.profile.static_shapes else None,
         )
         state.plan = plan_batches(examples, state.batch_size, cfg.padding)  # type: ignore[arg-type]
+        if state.profile.static_shapes:
+            log.info(
+                "profile %s needs static shapes: every batch is padded to %d x %d",
+                state.profile.name,
+                state.batch_size,
+                state.seq_len,
+            )
         params = sum(p.numel() for p in loaded.model.parameters())
         summary |= {
             "parameters": params,
@@ -210,7 +218,8 @@ def verify(state: RunState, run: StageRunner) -> None:
     with run.stage("verify") as summary:
         reference = TorchModel(state.loaded.model, state.loaded.family.input_names)
         picked = state.examples[: state.config.parity_samples]
-        batches = [b for b, _ in state.encoder.encode_all(picked, 8)]
+        size = state.batch_size if state.profile.static_shapes else 8
+        batches = [b for b, _ in state.encoder.encode_all(picked, size)]
         tolerance = state.loaded.family.parity_atol * PRECISION_SCALE.get(
             state.config.precision, 1.0
         )

@@ -173,3 +173,29 @@ def test_cache_ls_and_clear(tiny_assets: Path, kiln_home: Path) -> None:
     assert all(e.complete for e in cache.entries())
     removed, freed = cache.clear()
     assert removed >= 3 and freed > 0 and cache.entries() == []
+
+
+def test_fp16_keeps_layernorm_and_softmax_in_fp32(
+    tiny_assets: Path, kiln_home: Path, tmp_path: Path
+) -> None:
+    """fp16 conversion on an ONNX Runtime profile (a test profile: CPU does not speed it up,
+    which is why cpu-onnxruntime does not offer it, but CPU can check the conversion)."""
+    import onnx
+
+    profile = tmp_path / "ort-fp16-check.yaml"
+    profile.write_text(
+        "name: ort-fp16-check\ntitle: fp16 conversion check\n"
+        "runtime: onnxruntime\nprecisions: [fp32, fp16]\n"
+    )
+    result = run_pipeline(
+        RunConfig(model="tiny-ner-bert", profile=str(profile), precision="fp16", limit=16),
+        "fp16",
+        lambda e: None,
+    )
+    quant = result["quantization"]
+    assert quant["recipe"] == "fp16" and "Softmax" in quant["kept_fp32"]
+    graph = onnx.load(quant["path"]).graph
+    assert graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.INT64
+    assert graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert any(i.data_type == onnx.TensorProto.FLOAT16 for i in graph.initializer)
+    assert result["parity"]["status"] in ("pass", "warn")
