@@ -97,6 +97,34 @@ def result_table(result: dict[str, Any]) -> Table:
             f"p50 {lat.get('p50_ms', 0):.1f} ms · p90 "
             f"{lat.get('p90_ms', 0):.1f} ms · p99 {lat.get('p99_ms', 0):.1f} ms",
         )
+    if thr.get("peak_gflops"):
+        table.add_row(
+            "compute",
+            f"{thr['achieved_gflops']:.1f} GFLOP/s = {thr['percent_of_peak']:.1f}% of this "
+            f"machine's measured {result.get('precision')} peak ({thr['peak_gflops']:.0f})",
+        )
+    quant = result.get("quantization")
+    if quant:
+        calib = quant.get("calibration") or {}
+        line = f"{quant.get('recipe')}"
+        if calib:
+            line += f", calibrated on {calib.get('samples')} samples ({calib.get('source')}, "
+            line += f"sha256 {str(calib.get('sha256'))[:12]}…)"
+        table.add_row("quantization", line)
+    guard = result.get("guard")
+    if guard:
+        steps = guard.get("steps") or []
+        verdict = "within budget" if guard.get("within_budget") else "OVER budget"
+        line = (
+            f"fp32 {guard['float_metric']:.4f} → int8 {steps[-1]['metric']:.4f} "
+            f"({steps[-1]['drop_points']:+.2f} pts drop, budget {guard['budget_points']:.2f}), "
+            f"{verdict}"
+        )
+        if guard.get("repaired"):
+            line += f"; kept {len(guard['kept_in_float'])} node(s) in float"
+        table.add_row(
+            "accuracy guard", Text(line, "green" if guard.get("within_budget") else "red")
+        )
     parity = result.get("parity")
     if parity:
         style = {"pass": "green", "warn": "yellow", "fail": "red"}.get(parity["status"], "")
