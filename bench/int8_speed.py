@@ -1,0 +1,101 @@
+"""int8 against fp32 in ONNX Runtime, side by side in one run, at sequence 128, batch 32.
+
+On the built-in NER model (``zh-ner-tiny``) and on a bert-base-sized model with random
+weights (``bert-base-chinese-ner --perf-only``): samples/s of each precision, with the
+spread over trials, and the int8 / fp32 ratio. Uses Kiln's own benchmark stage, so the
+figures are the ones ``kiln bench`` would print.
+
+``python bench/int8_speed.py [--models zh-ner-tiny,bert-base-chinese-ner] [--trials 3]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from core.environment import environment  # noqa: E402
+
+PERF_ONLY = {
+    "bert-base-chinese-ner",
+    "xlm-roberta-base-ner",
+    "roberta-base-sst2",
+    "chinese-roberta-wwm-ext-chnsenticorp",
+    "infoxlm-base-xnli",
+}
+
+
+def measure(model: str, precision: str, trials: int, iterations: int) -> dict:
+    from core.pipeline import run_pipeline
+    from core.runconfig import RunConfig
+
+    config = RunConfig(
+        model=model,
+        precision=precision,
+        perf_only=model in PERF_ONLY,
+        evaluate=False,
+        bench_batch_sizes=(32,),
+        bench_seq_lens=(128,),
+        bench_iterations=iterations,
+        bench_trials=trials,
+        bench_warmup=1,
+        calibration_samples=64,
+        guard=False,
+        limit=64,
+    )
+    result = run_pipeline(config, f"int8-speed-{model}-{precision}", lambda e: None)
+    (cell,) = result["benchmark"]["cells"]
+    return cell
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="zh-ner-tiny,bert-base-chinese-ner")
+    parser.add_argument("--trials", type=int, default=3)
+    parser.add_argument("--iterations", type=int, default=3)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    logging.disable(logging.WARNING)
+    os.environ.setdefault("KILN_HOME", tempfile.mkdtemp(prefix="kiln-int8-speed-"))
+    rows = []
+    for model in args.models.split(","):
+        fp32 = measure(model, "fp32", args.trials, args.iterations)
+        int8 = measure(model, "int8", args.trials, args.iterations)
+        rows.append(
+            {
+                "model": model,
+                "fp32": fp32,
+                "int8": int8,
+                "ratio": int8["samples_per_s"] / fp32["samples_per_s"],
+            }
+        )
+    if args.json:
+        print(json.dumps({"rows": rows, "environment": environment()}, indent=2, default=str))
+        return 0
+    env = environment()
+    print(
+        f"machine: {env['cpu']['model']} ({env['cpu']['usable_cores']} cores, "
+        f"{', '.join(env['cpu']['flags'])}); onnxruntime {env['packages']['onnxruntime']}"
+    )
+    print("batch 32 x seq 128, static int8 (QDQ, MinMax, 64 calibration samples) vs fp32")
+    for row in rows:
+        for precision in ("fp32", "int8"):
+            cell = row[precision]
+            trials = ", ".join(f"{r:.1f}" for r in cell["samples_per_s_trials"])
+            print(
+                f"  {row['model']:<24} {precision}: {cell['samples_per_s']:8.1f} samples/s "
+                f"(trials {trials}; spread {cell['spread_pct']:.1f}%), p99 "
+                f"{cell['latency']['p99_ms']:.0f} ms, {cell['percent_of_peak']:.0f}% of peak"
+            )
+        print(f"  {row['model']:<24} int8 / fp32 = {row['ratio']:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
