@@ -65,6 +65,7 @@ class RunState:
     plan: list[list[int]] = field(default_factory=list)
     onnx_path: Path | None = None
     fused_path: Path | None = None
+    torchscript_path: Path | None = None
     model_path: Path | None = None
     compiled: Any = None
     reference: Any = None

@@ -116,7 +116,10 @@ def quantize(state: RunState, run: StageRunner) -> None:
         run.skip("quantize", "fp32 keeps the weights as trained")
         return
     if precision == "fp16" and state.profile.runtime == "onnxruntime":
-        half(state, run)
+        if "TensorrtExecutionProvider" in state.profile.execution_providers:
+            run.skip("quantize", "TensorRT builds fp16 itself from the fp32 graph")
+        else:
+            half(state, run)
         return
     if precision != "int8" or state.profile.runtime != "onnxruntime":
         run.skip("quantize", f"{state.profile.name} builds {precision} in its compile step")

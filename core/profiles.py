@@ -1,38 +1,106 @@
 """Hardware profiles: one YAML file per target, parsed into typed frozen configs.
 
 A profile says which runtime executes the model, which precisions it offers, how to
-tell whether it can run on this machine, and its default knobs. A profile that cannot
-run here is listed as unavailable with the reason and the fix, never hidden.
+tell whether it can run on this machine, its default knobs (threads, instances, batch
+sizes), and, for vendor toolchains, the compile and benchmark command lines. A profile
+that cannot run here is listed as unavailable with the reason and the fix, never hidden
+(:mod:`core.availability` does the looking).
 """
 
 from __future__ import annotations
 
 import difflib
-import importlib.util
-import os
-import shutil
-from dataclasses import dataclass
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field, PlainValidator, model_validator
 
+from core.commandline import COMPILE_OUTPUTS, MODEL_INPUTS, check_placeholders, used
 from core.configfile import FrozenConfig, load_config
-from core.errors import ConfigError, ToolchainMissing
+from core.errors import ConfigError, KilnError, ToolchainMissing
 from core.paths import profiles_dir
 
 Precision = Literal["fp32", "fp16", "bf16", "int8"]
-RuntimeName = Literal["torch", "onnxruntime"]
+RuntimeName = Literal["torch", "torchscript", "onnxruntime", "openvino", "external"]
+Device = Literal["cpu", "cuda", "ascend-npu", "cambricon-mlu", "vastai-vacc"]
+FigureName = Literal[
+    "samples_per_s", "latency_mean_ms", "latency_p50_ms", "latency_p90_ms", "latency_p99_ms"
+]
+
+Template = Annotated[str, AfterValidator(check_placeholders)]
+"""A string with placeholders, checked against the known names at load time."""
+
+
+def _each_input_template(text: str) -> str:
+    return check_placeholders(text, each_input=True)
+
+
+class EachInput(FrozenConfig):
+    """Arguments repeated once per model input, with ``{input_name}`` and ``{input_index}``."""
+
+    each_input: tuple[Annotated[str, AfterValidator(_each_input_template)], ...] = Field(
+        min_length=1
+    )
+
+
+def _argument(value: Any) -> str | EachInput:
+    """One argument: text with placeholders, or ``{each_input: [...]}``."""
+    if isinstance(value, EachInput):
+        return value
+    if isinstance(value, bool) or not isinstance(value, str | int | float | dict):
+        raise ValueError(f"an argument is text or {{each_input: [...]}}, not {value!r}")
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, str):
+        return check_placeholders(value)
+    if set(value) != {"each_input"}:
+        raise ValueError(
+            f"a mapping argument takes only 'each_input', found {', '.join(map(str, value))}"
+        )
+    parts = value["each_input"]
+    if not isinstance(parts, list | tuple) or not parts:
+        raise ValueError("each_input takes a non-empty list of arguments")
+    checked = []
+    for part in parts:
+        if isinstance(part, bool) or not isinstance(part, str | int | float):
+            raise ValueError(f"each_input arguments are text, not {part!r}")
+        checked.append(check_placeholders(str(part), each_input=True))
+    return EachInput(each_input=tuple(checked))
+
+
+Argument = Annotated[str | EachInput, PlainValidator(_argument)]
+"""A command-line argument: text (placeholders checked at load time) or per-input."""
+
+
+class ProbeCommand(FrozenConfig):
+    """A command that must exit 0 for the profile to be available (a device query)."""
+
+    run: tuple[str, ...] = Field(min_length=1)
+    """Argument list, e.g. ``[npu-smi, info]``; never run through a shell."""
+    missing: str
+    """What is missing when it fails, in the operator's words."""
+    fix: str = ""
+    timeout_s: float = Field(default=15.0, gt=0)
 
 
 class Detection(FrozenConfig):
-    """What must be present for the profile to run here."""
+    """What must be present for the profile to run here; every missing piece is reported."""
 
     python_modules: tuple[str, ...] = ()
+    pip_packages: dict[str, str] = {}
+    """The pip package that provides a module, for the fix hint (default: the module's name)."""
     executables: tuple[str, ...] = ()
     env_vars: tuple[str, ...] = ()
     execution_providers: tuple[str, ...] = ()
     """ONNX Runtime providers that must be listed by ``get_available_providers()``."""
+    device: Literal["cuda"] | None = None
+    """A device query: ``cuda`` needs an NVIDIA GPU that NVML (or torch) can see."""
+    torch_cuda: bool = False
+    """PyTorch itself must be a CUDA build that sees the GPU."""
+    libraries: tuple[str, ...] = ()
+    """Shared libraries that must be loadable (e.g. ``nvinfer`` for TensorRT)."""
+    commands: tuple[ProbeCommand, ...] = ()
     setup_hint: str = ""
     """The usual fix when something is missing (e.g. 'source /opt/vendor/set_env.sh')."""
 
@@ -42,8 +110,18 @@ class Defaults(FrozenConfig):
     seq_len: int | None = Field(default=None, ge=8)
     """None: the card's max_seq_len."""
     intra_op_threads: int | None = Field(default=None, ge=1)
-    """None: the runtime's default (all cores)."""
+    """None: the runtime's default (all physical cores)."""
     inter_op_threads: int | None = Field(default=None, ge=1)
+    instances: int = Field(default=1, ge=1)
+    """Concurrent model instances (sessions, streams, vamp ``--instance``)."""
+    processes: int = Field(default=1, ge=1)
+    """Concurrent processes, each with its own instance(s) (vamp ``--processes``)."""
+    cpu_affinity: tuple[Annotated[int, Field(ge=0)], ...] = ()
+    """CPUs to pin the run (and the tools it starts) to; empty: leave the affinity alone."""
+    batch_sizes: tuple[Annotated[int, Field(ge=1)], ...] = ()
+    """Benchmark grid's batch sizes when the run names none."""
+    seq_lens: tuple[Annotated[int, Field(ge=2)], ...] = ()
+    """Benchmark grid's sequence lengths when the run names none."""
 
 
 class GraphOptions(FrozenConfig):
@@ -65,10 +143,134 @@ class Int8Options(FrozenConfig):
 
 
 class KeepFloat(FrozenConfig):
-    """Ops kept at higher precision (like Ascend's op-precision file)."""
+    """Ops kept at higher precision (like Ascend's --keep_dtype file)."""
 
     op_types: tuple[str, ...] = ()
     nodes: tuple[str, ...] = ()
+
+
+class OpenVINOOptions(FrozenConfig):
+    """OpenVINO CPU plugin settings (the profile's threads and instances apply too)."""
+
+    performance_hint: Literal["LATENCY", "THROUGHPUT"] = "LATENCY"
+    """LATENCY: one stream unless ``defaults.instances`` asks for more."""
+
+
+class ToolStep(FrozenConfig):
+    """One external command: an argument list, run without a shell."""
+
+    command: tuple[Argument, ...] = Field(min_length=1)
+    env: dict[str, Template] = {}
+    """Extra environment variables for the tool (values may hold placeholders)."""
+    files: dict[str, Template] = {}
+    """Files written into the working directory before the tool runs (name -> text)."""
+    timeout_s: float = Field(default=3600.0, gt=0)
+
+    @model_validator(mode="after")
+    def _file_names_are_plain(self) -> ToolStep:
+        for name in self.files:
+            if not re.fullmatch(r"[A-Za-z0-9._-]+", name) or name.startswith("."):
+                raise ValueError(f"file name {name!r} must be a plain name (no '/', no '..')")
+        return self
+
+    def placeholders(self) -> set[str]:
+        return used(self.command) | used(self.env.values()) | used(self.files.values())
+
+
+class CompileStep(ToolStep):
+    artifact: str = Field(pattern=r"^[A-Za-z0-9._-][A-Za-z0-9._/-]*$")
+    """The file the tool must produce, relative to ``{output_dir}``; ``{output}`` is its path."""
+    outputs: tuple[str, ...] = ()
+    """More files (globs relative to ``{output_dir}``) recorded as artifacts when present."""
+
+    @model_validator(mode="after")
+    def _reads_a_model_and_writes_somewhere(self) -> CompileStep:
+        names = self.placeholders()
+        if not names & set(MODEL_INPUTS):
+            raise ValueError(
+                "the compile command never names its input: use {onnx} or {torchscript}"
+            )
+        if not names & set(COMPILE_OUTPUTS):
+            raise ValueError(
+                "the compile command never says where to write: use {output}, {output_dir} "
+                "or {output_stem}"
+            )
+        if ".." in self.artifact.split("/"):
+            raise ValueError("artifact must stay inside {output_dir}")
+        return self
+
+
+class Figure(FrozenConfig):
+    """A regular expression whose one group is a number in the tool's output."""
+
+    pattern: str
+    scale: float = 1.0
+    """Multiplies the captured number (e.g. 0.001 for microseconds -> milliseconds)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_pattern(cls, data: Any) -> Any:
+        return {"pattern": data} if isinstance(data, str) else data
+
+    @model_validator(mode="after")
+    def _one_group(self) -> Figure:
+        try:
+            compiled = re.compile(self.pattern)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression ({exc})") from None
+        if compiled.groups != 1:
+            raise ValueError(
+                f"needs exactly one (group) around the number, found {compiled.groups}"
+            )
+        return self
+
+
+class BenchmarkStep(ToolStep):
+    figures: dict[FigureName, Figure]
+    """How to read the tool's figures; ``samples_per_s`` is required."""
+    throughput_unit: Literal["samples", "batches"] = "samples"
+    """``batches``: the tool reports inferences per second; Kiln multiplies by the batch."""
+    iterations: int = Field(default=100, ge=1)
+    warmup: int = Field(default=10, ge=0)
+
+    @model_validator(mode="after")
+    def _reads_the_artifact(self) -> BenchmarkStep:
+        if "samples_per_s" not in self.figures:
+            raise ValueError("figures must include samples_per_s")
+        if not self.placeholders() & set(COMPILE_OUTPUTS):
+            raise ValueError(
+                "the benchmark command never names the compiled model: use {output} "
+                "(or {output_dir} / {output_stem})"
+            )
+        return self
+
+
+class Toolchain(FrozenConfig):
+    """An external compiler and benchmark tool (vendor SDKs, command-line programs)."""
+
+    compile: CompileStep
+    benchmark: BenchmarkStep | None = None
+    evaluate_with: Literal["onnxruntime", "openvino", "paddle", "none"] = "none"
+    """How Kiln runs the compiled artifact for parity and accuracy; ``none``: only the
+    vendor tool can run it, so accuracy needs the device (and its own evaluation)."""
+    precision_values: dict[Precision, str] = {}
+    """How the tool spells each precision in ``{precision}`` (default: fp32, fp16, ...)."""
+    precision_args: dict[Precision, tuple[Argument, ...]] = {}
+    """Extra compile arguments appended for one precision (e.g. int8's calibration flags)."""
+    calibration_keys: Literal["names", "indexed"] = "names"
+    """Array names in each calibration .npz: the input names, or input_0, input_1, ..."""
+
+    def compile_placeholders(self, precision: str | None = None) -> set[str]:
+        names = self.compile.placeholders()
+        for key, args in self.precision_args.items():
+            if precision is None or key == precision:
+                names |= used(args)
+        return names
+
+    def model_inputs(self) -> tuple[str, ...]:
+        """Which exports the compile step reads (``onnx``, ``torchscript``)."""
+        names = self.compile_placeholders()
+        return tuple(n for n in MODEL_INPUTS if n in names)
 
 
 class Profile(FrozenConfig):
@@ -78,7 +280,7 @@ class Profile(FrozenConfig):
     title: str
     description: str = ""
     runtime: RuntimeName
-    device: str = "cpu"
+    device: Device = "cpu"
     execution_providers: tuple[str, ...] = ()
     precisions: tuple[Precision, ...] = Field(min_length=1)
     detect: Detection = Detection()
@@ -88,7 +290,22 @@ class Profile(FrozenConfig):
     optimize: GraphOptions = GraphOptions()
     int8: Int8Options = Int8Options()
     keep_float: KeepFloat = KeepFloat()
+    op_precision: dict[str, str] = {}
+    """Per op type precision mode for the vendor compiler (``{op_precision_file}``)."""
+    openvino: OpenVINOOptions = OpenVINOOptions()
+    toolchain: Toolchain | None = None
+    """Compile and benchmark command lines; required by (and only for) ``runtime: external``."""
     profile_path: str | None = Field(default=None, exclude=True)
+
+    @model_validator(mode="after")
+    def _toolchain_matches_runtime(self) -> Profile:
+        if self.runtime == "external" and self.toolchain is None:
+            raise ValueError("runtime 'external' needs a toolchain: {compile: ..., benchmark: ...}")
+        if self.runtime != "external" and self.toolchain is not None:
+            raise ValueError(f"runtime '{self.runtime}' runs in-process: remove 'toolchain'")
+        if self.device == "cuda" and self.runtime == "openvino":
+            raise ValueError("the openvino runtime here runs on the CPU; use device: cpu")
+        return self
 
     def require_precision(self, precision: str) -> None:
         if precision not in self.precisions:
@@ -98,47 +315,17 @@ class Profile(FrozenConfig):
                 hint=f"choose one of: {', '.join(self.precisions)}",
             )
 
-
-@dataclass(frozen=True)
-class Availability:
-    available: bool
-    reason: str = ""
-    fix: str = ""
+    @property
+    def runs_locally(self) -> bool:
+        """Whether Kiln itself can run what this profile builds (for parity and accuracy)."""
+        return self.toolchain is None or self.toolchain.evaluate_with != "none"
 
 
-def check_availability(profile: Profile) -> Availability:
-    """Whether ``profile`` can run on this machine, and if not, why and how to fix it."""
-    det = profile.detect
-    fix = det.setup_hint
-    for module in det.python_modules:
-        if importlib.util.find_spec(module) is None:
-            return Availability(
-                False, f"Python module '{module}' is not installed", fix or f"pip install {module}"
-            )
-    for exe in det.executables:
-        if shutil.which(exe) is None:
-            return Availability(
-                False,
-                f"executable '{exe}' is not on PATH",
-                fix or f"install {exe} and add it to PATH",
-            )
-    for var in det.env_vars:
-        if not os.environ.get(var):
-            return Availability(
-                False, f"environment variable {var} is not set", fix or f"export {var}=..."
-            )
-    if det.execution_providers:
-        import onnxruntime
+def check_availability(profile: Profile) -> Any:
+    """Whether ``profile`` can run here; see :func:`core.availability.check_availability`."""
+    from core.availability import check_availability as check
 
-        have = set(onnxruntime.get_available_providers())
-        for provider in det.execution_providers:
-            if provider not in have:
-                return Availability(
-                    False,
-                    f"ONNX Runtime has no {provider} (has: {', '.join(sorted(have))})",
-                    fix or "install the onnxruntime build that includes it",
-                )
-    return Availability(True)
+    return check(profile)
 
 
 def require_available(profile: Profile) -> None:
@@ -158,6 +345,17 @@ def load_profile_file(path: Path | str) -> Profile:
 
 def list_profiles() -> list[Profile]:
     return [load_profile_file(p) for p in sorted(profiles_dir().glob("*.yaml"))]
+
+
+def scan_profiles() -> tuple[list[Profile], list[KilnError]]:
+    """Every shipped profile that loads, and the errors of those that do not."""
+    profiles, errors = [], []
+    for path in sorted(profiles_dir().glob("*.yaml")):
+        try:
+            profiles.append(load_profile_file(path))
+        except KilnError as exc:
+            errors.append(exc)
+    return profiles, errors
 
 
 def get_profile(name_or_path: str) -> Profile:

@@ -56,10 +56,10 @@ class RunConfig:
     bench_duration_s: float | None = None
     bench_trials: int = 3
     bench_warmup: int = 3
-    instances: int = 1
-    """Concurrent sessions (threads) in the benchmark."""
-    processes: int = 1
-    """Concurrent processes in the benchmark, each with its own session."""
+    instances: int | None = None
+    """Concurrent sessions (threads) in the benchmark; None: the profile's."""
+    processes: int | None = None
+    """Concurrent processes in the benchmark, each with its own session; None: the profile's."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

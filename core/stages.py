@@ -160,52 +160,78 @@ def load(state: RunState, run: StageRunner) -> None:
 
 
 def export(state: RunState, run: StageRunner) -> None:
+    from core.builders import export_formats, static_shape
     from core.export import export_onnx, file_sha256
 
-    if state.profile.runtime == "torch":
+    formats = export_formats(state.profile)
+    if not formats:
         run.skip("export", "the profile runs the PyTorch model directly")
         return
     with run.stage("export") as summary:
         loaded = state.loaded
-        path, reused = export_onnx(
-            loaded.model,
-            input_names=loaded.family.input_names,
-            weights_sha256=loaded.weights_sha256,
-            static_shape=(state.batch_size, state.seq_len) if state.profile.static_shapes else None,
-        )
-        state.onnx_path = path
-        summary |= {"path": str(path), "cached": reused, "size_mb": path.stat().st_size / 1e6}
-        run.emit(
-            ArtifactWritten(
-                "export",
-                "onnx",
-                str(path),
-                file_sha256(path),
-                path.stat().st_size,
-                {"cached": reused},
+        if "onnx" in formats:
+            path, reused = export_onnx(
+                loaded.model,
+                input_names=loaded.family.input_names,
+                weights_sha256=loaded.weights_sha256,
+                static_shape=static_shape(state),
             )
-        )
+            state.onnx_path = path
+            summary |= {"path": str(path), "cached": reused, "size_mb": path.stat().st_size / 1e6}
+            run.emit(
+                ArtifactWritten(
+                    "export",
+                    "onnx",
+                    str(path),
+                    file_sha256(path),
+                    path.stat().st_size,
+                    {"cached": reused},
+                )
+            )
+        if "torchscript" in formats:
+            from core.torchscript import export_torchscript
+
+            # Only a TorchScript runtime traces at the run's precision; a vendor compiler
+            # reads fp32 and lowers it itself.
+            own = state.profile.runtime == "torchscript"
+            path, reused = export_torchscript(
+                loaded.model,
+                input_names=loaded.family.input_names,
+                weights_sha256=loaded.weights_sha256,
+                precision=state.config.precision if own else "fp32",
+                static_shape=static_shape(state),
+            )
+            state.torchscript_path = path
+            summary |= {"torchscript": str(path), "torchscript_cached": reused}
+            run.emit(
+                ArtifactWritten(
+                    "export",
+                    "torchscript",
+                    str(path),
+                    file_sha256(path),
+                    path.stat().st_size,
+                    {"cached": reused},
+                )
+            )
 
 
 def compile_model(state: RunState, run: StageRunner) -> None:
-    from core.runtimes import OnnxRuntimeModel, TorchModel
+    from core.builders import build
 
-    profile = state.profile
     with run.stage("compile") as summary:
-        threads = profile.defaults.intra_op_threads
-        if profile.runtime == "torch":
-            state.compiled = TorchModel(
-                state.loaded.model, state.loaded.family.input_names, threads
-            )
-        else:
-            state.compiled = OnnxRuntimeModel(
-                state.model_path or state.fused_path or state.onnx_path,
-                providers=profile.execution_providers or ("CPUExecutionProvider",),
-                intra_op_threads=threads,
-                inter_op_threads=profile.defaults.inter_op_threads,
-            )
-        summary |= {"runtime": state.compiled.description, **state.compiled.settings()}
+        state.compiled = build(state, run)
+        settings = state.compiled.settings()
+        summary |= {"runtime": state.compiled.description, **settings}
+        state.result["runtime_settings"] = settings
         log.info("built %s", state.compiled.description)
+        log.info(
+            "threads in effect: %s",
+            ", ".join(
+                f"{k}={v}"
+                for k, v in settings.items()
+                if "thread" in k or k in ("instances", "processes", "streams", "cpu_affinity")
+            ),
+        )
 
 
 def verify(state: RunState, run: StageRunner) -> None:
@@ -214,6 +240,9 @@ def verify(state: RunState, run: StageRunner) -> None:
 
     if state.profile.runtime == "torch" and state.config.precision == "fp32":
         run.skip("verify", "the profile runs the fp32 PyTorch reference itself")
+        return
+    if not getattr(state.compiled, "runs_locally", True):
+        run.skip("verify", f"{state.profile.name}'s artifact runs only on its device tool")
         return
     with run.stage("verify") as summary:
         reference = TorchModel(state.loaded.model, state.loaded.family.input_names)
@@ -252,6 +281,13 @@ def evaluate(state: RunState, run: StageRunner) -> None:
 
     if not state.config.evaluate:
         run.skip("evaluate", "benchmark-only run: no accuracy figures")
+        return
+    if not getattr(state.compiled, "runs_locally", True):
+        run.skip(
+            "evaluate",
+            f"{state.profile.name}'s artifact runs only on its device tool; "
+            "its benchmark figures come from the tool",
+        )
         return
     with run.stage("evaluate") as summary:
         completed = {
@@ -323,6 +359,17 @@ def benchmark(state: RunState, run: StageRunner) -> None:
     from core.roofline import achieved, peak_gflops
 
     cfg = state.config
+    defaults = state.profile.defaults
+    if state.profile.runtime == "external" and (
+        cfg.bench_batch_sizes or not cfg.evaluate or not state.compiled.runs_locally
+    ):
+        from core.builders import benchmark_external
+
+        with run.stage("benchmark") as summary:
+            cells = benchmark_external(state, run)
+            state.result["benchmark"] = {"cells": cells, "tool": True}
+            summary["cells"] = len(cells)
+        return
     if not cfg.bench_batch_sizes:
         run.skip(
             "benchmark",
@@ -338,8 +385,8 @@ def benchmark(state: RunState, run: StageRunner) -> None:
             iterations=cfg.bench_iterations,
             duration_s=cfg.bench_duration_s,
             trials=cfg.bench_trials,
-            instances=cfg.instances,
-            processes=cfg.processes,
+            instances=cfg.instances or defaults.instances,
+            processes=cfg.processes or defaults.processes,
         )
         model_config = state.loaded.model.config
         peaks = peak_gflops(state.profile.defaults.intra_op_threads)
@@ -416,7 +463,7 @@ def _model_factory(state: RunState) -> Any:
             threads = settings.get("intra_op_threads")
             return OnnxRuntimeModel(
                 compiled.path,
-                providers=compiled.providers,
+                providers=getattr(compiled, "provider_specs", compiled.providers),
                 intra_op_threads=threads if isinstance(threads, int) else None,
             )
 

@@ -238,13 +238,12 @@ def _add_bench_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--warmup", type=int, default=3, help="untimed warm-up runs (default 3)")
     g.add_argument(
-        "--instances", type=int, default=1, help="concurrent sessions on threads (default 1)"
+        "--instances", type=int, help="concurrent sessions on threads (default: the profile's)"
     )
     g.add_argument(
         "--processes",
         type=int,
-        default=1,
-        help="concurrent processes, each with its own session (default 1)",
+        help="concurrent processes, each with its own session (default: the profile's)",
     )
     g.add_argument(
         "--evaluate",
@@ -450,6 +449,10 @@ def cmd_profiles(args: argparse.Namespace) -> int:
 
     from core.profiles import check_availability, list_profiles
 
+    if args.action == "check":
+        return _check_profile_file(args)
+    if args.file:
+        raise KilnError(f"unexpected argument {args.file!r}", hint="kiln profiles check FILE")
     rows = []
     for profile in list_profiles():
         status = check_availability(profile)
@@ -458,6 +461,7 @@ def cmd_profiles(args: argparse.Namespace) -> int:
                 "name": profile.name,
                 "title": profile.title,
                 "runtime": profile.runtime,
+                "device": profile.device,
                 "precisions": list(profile.precisions),
                 "available": status.available,
                 "reason": status.reason,
@@ -481,6 +485,41 @@ def cmd_profiles(args: argparse.Namespace) -> int:
             row["name"], row["title"], row["runtime"], ", ".join(row["precisions"]), state
         )
     out.print(table)
+    return 0
+
+
+def _check_profile_file(args: argparse.Namespace) -> int:
+    """``kiln profiles check FILE``: validate one profile; OK, or the error and exit 1."""
+    from core.profiles import load_profile_file
+
+    if not args.file:
+        raise KilnError("which file?", hint="kiln profiles check FILE")
+    try:
+        profile = load_profile_file(args.file)
+    except KilnError as exc:
+        if args.json:
+            _print_json({"ok": False, "error": exc.to_dict()})
+        else:
+            err.print(exc.one_line(), highlight=False, markup=False)
+        return exc.exit_code
+    if args.json:
+        _print_json({"ok": True, "name": profile.name, "path": profile.profile_path})
+    else:
+        out.print(f"OK {profile.name} ({args.file})", highlight=False, markup=False)
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from core.doctor import doctor
+
+    with err.status("looking at this machine and every profile…"):
+        report = doctor()
+    if args.json:
+        _print_json(report)
+        return 0
+    from tui.doctor_view import doctor_view
+
+    out.print(doctor_view(report))
     return 0
 
 
@@ -587,8 +626,18 @@ def build_parser() -> argparse.ArgumentParser:
     add(
         "datasets", cmd_datasets, "list built-in datasets with split counts and hashes"
     ).add_argument("--json", action="store_true")
+    p = add(
+        "profiles",
+        cmd_profiles,
+        "list hardware profiles and whether they can run here; `check FILE` validates one",
+    )
+    p.add_argument("action", nargs="?", choices=("list", "check"), default="list")
+    p.add_argument("file", nargs="?", help="the profile YAML to check")
+    p.add_argument("--json", action="store_true")
     add(
-        "profiles", cmd_profiles, "list hardware profiles and whether they can run here"
+        "doctor",
+        cmd_doctor,
+        "versions, CPU flags, GPUs, and every profile's availability on this machine",
     ).add_argument("--json", action="store_true")
     p = add("report", cmd_report, "write a comparison report of runs (md, csv, json, html)")
     p.add_argument("run_ids", nargs="+", metavar="RUN_ID")

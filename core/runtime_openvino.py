@@ -1,0 +1,107 @@
+"""OpenVINO runtime (the ``openvino`` package from PyPI) on the CPU.
+
+The ONNX graph is read with its dynamic batch and sequence axes and compiled for the
+CPU plugin. Precision is set explicitly with ``INFERENCE_PRECISION_HINT``: on CPUs with
+AVX-512 BF16 or AMX, OpenVINO *defaults* to bf16, so an "fp32" run that left the hint
+alone would quietly measure bf16. Streams come from the profile's instances; each
+thread gets its own infer request, so several benchmark instances can share one model.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core.errors import ConfigError, RuntimeFailure
+from core.runtimes import Batch, CompiledModel, cpu_affinity
+
+log = logging.getLogger(__name__)
+
+HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
+
+
+class OpenVINOModel(CompiledModel):
+    def __init__(
+        self,
+        path: Path,
+        *,
+        precision: str = "fp32",
+        threads: int | None = None,
+        instances: int = 1,
+        performance_hint: str = "LATENCY",
+        static_shape: tuple[int, int] | None = None,
+        device: str = "CPU",
+    ) -> None:
+        import openvino as ov
+
+        if precision not in HINTS:
+            raise ConfigError(
+                f"OpenVINO builds {', '.join(HINTS)} here, not {precision}",
+                hint="int8 on OpenVINO needs a quantized (QDQ) graph",
+            )
+        core = ov.Core()
+        self.path = Path(path)
+        self.precision = precision
+        try:
+            model = core.read_model(str(path))
+            if static_shape is not None:
+                model.reshape({port.get_any_name(): list(static_shape) for port in model.inputs})
+            config: dict[str, Any] = {
+                "INFERENCE_PRECISION_HINT": HINTS[precision],
+                "PERFORMANCE_HINT": performance_hint,
+            }
+            if threads:
+                config["INFERENCE_NUM_THREADS"] = threads
+            if instances > 1:
+                config["NUM_STREAMS"] = instances
+            self.compiled = core.compile_model(model, device, config)
+        except Exception as exc:  # noqa: BLE001 - OpenVINO raises RuntimeError subclasses
+            raise RuntimeFailure(
+                f"OpenVINO could not compile the model: {str(exc).strip().splitlines()[0][:300]}",
+                path=path,
+                hint="run with --debug for OpenVINO's full message",
+            ) from exc
+        self.input_names = tuple(port.get_any_name() for port in self.compiled.inputs)
+        self._local = threading.local()
+        self._device = device
+        self._full_name = core.get_property(device, "FULL_DEVICE_NAME")
+        self.description = f"OpenVINO {ov.__version__.split('-')[0]} {device} {precision}"
+
+    def _request(self) -> Any:
+        request = getattr(self._local, "request", None)
+        if request is None:
+            request = self._local.request = self.compiled.create_infer_request()
+        return request
+
+    def run(self, batch: Batch) -> np.ndarray:
+        feeds = {
+            name: np.ascontiguousarray(batch[name], dtype=np.int64) for name in self.input_names
+        }
+        result = self._request().infer(feeds)
+        return np.asarray(result[self.compiled.outputs[0]], dtype=np.float32)
+
+    def settings(self) -> dict[str, Any]:
+        def read(name: str) -> Any:
+            try:
+                value = self.compiled.get_property(name)
+            except Exception:  # noqa: BLE001 - a property this plugin does not report
+                return None
+            if hasattr(value, "get_type_name"):  # an element type: 'f32', 'bf16'
+                return value.get_type_name()
+            return value if isinstance(value, int | float | bool) else str(value)
+
+        return {
+            "runtime": "openvino",
+            "device": f"{self._device} ({self._full_name})",
+            "precision": self.precision,
+            "inference_precision": read("INFERENCE_PRECISION_HINT"),
+            "intra_op_threads": read("INFERENCE_NUM_THREADS"),
+            "streams": read("NUM_STREAMS"),
+            "performance_hint": read("PERFORMANCE_HINT"),
+            "optimal_requests": read("OPTIMAL_NUMBER_OF_INFER_REQUESTS"),
+            "cpu_affinity": cpu_affinity(),
+        }
