@@ -9,6 +9,8 @@ module adds the YAML positions and the suggestions.
 from __future__ import annotations
 
 import difflib
+import re
+import reprlib
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -19,6 +21,22 @@ from core.errors import ConfigError
 
 M = TypeVar("M", bound=BaseModel)
 
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxstring, _SHORT.maxother = 2, 4, 60, 60
+"""A found value is quoted in the message, cut short: one bad key must not flood a screen."""
+
+
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+def _line_at(text: str, mark: Any) -> int:
+    """The 1-based line of a YAML mark as an editor counts it (LF, CRLF or CR).
+
+    PyYAML also breaks lines at U+0085, U+2028 and U+2029, which editors show inside a
+    line, so its own ``mark.line`` can point past the end of the file.
+    """
+    return len(_LINE_BREAK.findall(text, 0, mark.index)) + 1
+
 
 class FrozenConfig(BaseModel):
     """Base for every file-backed config: immutable, strict about unknown keys."""
@@ -26,20 +44,47 @@ class FrozenConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
 
 
-def _positions(node: yaml.Node, prefix: tuple = ()) -> dict[tuple, int]:
-    """Map every key path in a YAML document to its 1-based line number."""
-    lines: dict[tuple, int] = {}
-    if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            path = (*prefix, key_node.value)
-            lines[path] = key_node.start_mark.line + 1
-            lines.update(_positions(value_node, path))
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            path = (*prefix, index)
-            lines[path] = item.start_mark.line + 1
-            lines.update(_positions(item, path))
-    return lines
+def _line_of(node: yaml.Node | None, loc: tuple, text: str) -> int | None:
+    """The 1-based line of the deepest part of ``loc`` found in the YAML document.
+
+    Walks down the error's own path only, so aliases (even cyclic ones, or a "billion
+    laughs" document) cost nothing; a part that is not a YAML key (a pydantic validator's
+    name) stops the walk at the line found so far.
+    """
+    line = None
+    for part in loc:
+        child = None
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                if isinstance(key_node, yaml.ScalarNode) and key_node.value == str(part):
+                    child, line = value_node, _line_at(text, key_node.start_mark)
+        elif (
+            isinstance(node, yaml.SequenceNode)
+            and isinstance(part, int)
+            and 0 <= part < len(node.value)
+        ):
+            child = node.value[part]
+            line = _line_at(text, child.start_mark)
+        if child is None:
+            break
+        node = child
+    return line
+
+
+def _mark_of(exc: BaseException) -> Any:
+    """Where in the text PyYAML was when it raised a plain ``ValueError`` (no mark of its
+    own): the node being built, else the scanner's position; None if neither is found."""
+    found = None
+    tb = exc.__traceback__
+    while tb is not None:
+        local = tb.tb_frame.f_locals
+        node, owner = local.get("node"), local.get("self")
+        if isinstance(node, yaml.Node):
+            found = node.start_mark
+        elif hasattr(owner, "get_mark") and hasattr(owner, "peek"):
+            found = owner.get_mark()
+        tb = tb.tb_next
+    return found
 
 
 def _model_at(model: type[BaseModel], path: tuple) -> type[BaseModel] | None:
@@ -82,7 +127,7 @@ def _describe(error: dict[str, Any], model: type[BaseModel]) -> tuple[str, str |
     if error["type"] == "missing":
         return f"missing required key '{dotted}'", "add it (see the examples in the docs)"
     value = error.get("input")
-    shown = repr(value) if not isinstance(value, dict) else "a mapping"
+    shown = _SHORT.repr(value) if not isinstance(value, dict) else "a mapping"
     return f"key '{dotted}': {error['msg']} (found {shown})", None
 
 
@@ -104,8 +149,24 @@ def load_config(path: Path | str, model: type[M], *, extra: dict[str, Any] | Non
         raise ConfigError(
             f"not valid YAML: {problem}",
             path=path,
-            line=mark.line + 1 if mark else None,
+            line=_line_at(text, mark) if mark else None,
             hint="check indentation and quoting near that line",
+        ) from None
+    except RecursionError:
+        raise ConfigError(
+            "not valid YAML: nested too deeply",
+            path=path,
+            hint="a model card or profile needs only a few levels of nesting",
+        ) from None
+    except (ValueError, OverflowError) as exc:
+        # PyYAML's constructors raise these for a value that looks like a date or a
+        # number but is not one (``2001-13-45``): name the file and line, not a traceback.
+        raise ConfigError(
+            f"not valid YAML: a value could not be read ({exc})",
+            path=path,
+            line=_line_at(text, mark) if (mark := _mark_of(exc)) else None,
+            hint="quote values that only look like dates or numbers; check \\U escapes "
+            "in double-quoted strings",
         ) from None
     if not isinstance(data, dict):
         raise ConfigError(
@@ -118,17 +179,21 @@ def load_config(path: Path | str, model: type[M], *, extra: dict[str, Any] | Non
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        lines = _positions(node) if node is not None else {}
         # A typo shows up twice (unknown key + missing key): report the typo, it has the fix.
         errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
         first = errors[0]
         message, hint = _describe(first, model)
-        loc = tuple(first["loc"])
-        line = None
-        while loc and line is None:
-            line = lines.get(loc)
-            loc = loc[:-1]
+        line = _line_of(node, tuple(first["loc"]), text)
         more = len(exc.errors()) - 1
         if more:
             message += f" (and {more} more problem{'s' if more > 1 else ''})"
         raise ConfigError(message, path=path, line=line, hint=hint) from None
+    except (TypeError, ValueError, OverflowError, RecursionError) as exc:
+        # pydantic turns only ValueError/AssertionError from validators into its own
+        # error; anything else a validator trips over (a regular expression too large
+        # to compile, a cycle of YAML aliases) must still name the file.
+        raise ConfigError(
+            f"a value could not be checked ({type(exc).__name__}: {str(exc)[:200]})",
+            path=path,
+            hint="look for an unusual value: a huge number, a self-referencing alias (&a ... *a)",
+        ) from None

@@ -82,6 +82,10 @@ class ExportError(KilnError):
     title = "Export failed"
 
 
+class DiskFull(KilnError):
+    title = "Disk full"
+
+
 class ParityError(KilnError):
     title = "Parity check failed"
 

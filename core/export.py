@@ -4,10 +4,17 @@ The TorchScript-based exporter (``dynamo=False``) on an eager-attention model is
 one whose graph ONNX Runtime's transformer optimizer can fuse (DESIGN.md), so that is
 the exporter used. Batch and sequence axes are dynamic unless a profile asks for
 static shapes. Every export passes the ONNX checker before it enters the cache.
+
+Cache entries (here, and the fused, int8 and fp16 graphs built from them) are built in
+a temporary directory and renamed into place whole, so a full disk or a killed worker
+never leaves half an entry; each records its model's sha256, checked on reuse, so a
+damaged entry is rebuilt instead of failing the run.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
 import logging
@@ -15,10 +22,11 @@ import os
 import shutil
 import tempfile
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from core.errors import ExportError
+from core.errors import DiskFull, ExportError, KilnError
 from core.paths import cache_dir
 
 log = logging.getLogger(__name__)
@@ -40,6 +48,129 @@ def file_sha256(path: Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+# --- cache entries: reused only when intact, published whole, never left half-written ---
+
+
+def entry_dir(key: str) -> Path:
+    """Where the cache entry ``key`` lives (not created: it appears whole, when done)."""
+    return cache_dir("artifacts") / key
+
+
+def reuse_entry(
+    target: Path, needs: Sequence[str] = (), model_file: str = "model.onnx"
+) -> dict[str, Any] | None:
+    """The ``meta.json`` of an intact entry, else None; a damaged entry is removed.
+
+    Damaged: ``meta.json`` unreadable or lacking ``needs``, or ``model_file`` no longer
+    matching the sha256 recorded when it was built (a disk error, a stray write). The
+    caller then builds the entry again, so a run never fails on a corrupt cache.
+    """
+    model, meta_path = target / model_file, target / "meta.json"
+    if not (model.is_file() and meta_path.is_file()):
+        return None
+    problem = None
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        meta, problem = None, "its meta.json cannot be read"
+    if meta is not None:
+        if not isinstance(meta, dict) or any(k not in meta for k in needs):
+            problem = "its meta.json is incomplete"
+        elif meta.get("sha256") and file_sha256(model) != meta["sha256"]:
+            problem = f"{model_file} no longer matches the sha256 recorded when it was built"
+    if problem is None:
+        return meta
+    log.warning("cache entry %s is damaged (%s): building it again", target, problem)
+    shutil.rmtree(target, ignore_errors=True)
+    return None
+
+
+def new_workdir(prefix: str, what: str) -> Path:
+    """A temporary directory beside the cache entries (same disk, so publishing is a rename)."""
+    root = cache_dir("artifacts")
+    try:
+        return Path(tempfile.mkdtemp(prefix=prefix, dir=root))
+    except OSError as exc:
+        raise disk_full(exc, what, root) or ExportError(
+            f"cannot write to the artifact cache: {exc.strerror or exc}",
+            path=root,
+            hint="check the directory's permissions, or set KILN_HOME to a writable directory",
+        ) from exc
+
+
+def write_meta(
+    workdir: Path, meta: dict[str, Any], model_file: str = "model.onnx"
+) -> dict[str, Any]:
+    """Record the model's sha256 (checked on every reuse) and write ``meta.json``."""
+    meta = {**meta, "sha256": file_sha256(workdir / model_file)}
+    (workdir / "meta.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    return meta
+
+
+def publish_entry(workdir: Path, target: Path, model_file: str = "model.onnx") -> None:
+    """Move a finished entry into place in one rename: it is there whole, or not at all."""
+    if target.exists():
+        if reuse_entry(target, model_file=model_file) is not None:
+            log.info("another run built %s meanwhile; using it", target)
+            return
+        shutil.rmtree(target, ignore_errors=True)  # an incomplete leftover
+    try:
+        os.replace(workdir, target)
+    except OSError as exc:
+        raced = exc.errno in (errno.ENOTEMPTY, errno.EEXIST)
+        if raced and reuse_entry(target, model_file=model_file) is not None:
+            log.info("another run built %s meanwhile; using it", target)
+            return
+        raise
+
+
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def disk_full(exc: BaseException, what: str, where: Path) -> KilnError | None:
+    """A clear error if ``exc`` (or what caused it) is a full disk or an exhausted quota."""
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen:
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    if not any(
+        (isinstance(e, OSError) and e.errno in DISK_FULL) or "No space left on device" in str(e)
+        for e in seen
+    ):
+        return None
+    try:
+        free = f"{shutil.disk_usage(where).free / 1e9:.2f} GB free there now"
+    except OSError:
+        free = "free space unknown"
+    return DiskFull(
+        f"disk full while writing {what} to {where} ({free}); nothing half-written was left behind",
+        path=where,
+        hint="free space on that disk (`kiln cache clear` removes cached artifacts), or set "
+        "KILN_HOME to a directory on a larger disk, then run again",
+    )
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write a small file (a report, an override) whole or not at all.
+
+    The text goes to a hidden temporary file beside ``path`` that is renamed over it, so
+    a full disk leaves the previous file (or none), never half of one.
+    """
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise disk_full(exc, path.name, path.parent) or ExportError(
+            f"cannot write {path}: {exc.strerror or exc}",
+            path=path.parent,
+            hint="check that the directory (KILN_HOME) is writable",
+        ) from exc
 
 
 def _dummy_inputs(input_names: tuple[str, ...], batch: int, seq_len: int) -> dict[str, Any]:
@@ -74,9 +205,9 @@ def export_onnx(
         onnx=onnx.__version__,
         arch=model.config.to_json_string(use_diff=False),
     )
-    target = cache_dir("artifacts", key)
+    target = entry_dir(key)
     path = target / "model.onnx"
-    if path.exists() and (target / "meta.json").exists():
+    if reuse_entry(target) is not None:
         log.info("reusing cached ONNX export %s", path)
         return path, True
     batch, seq_len = static_shape or (2, 16)
@@ -86,7 +217,7 @@ def export_onnx(
         axes = {0: "batch", 1: "sequence"}
         dynamic_axes = {name: axes for name in input_names}
         dynamic_axes["logits"] = {0: "batch"} if _is_seq_cls(model) else axes
-    tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=target.parent))
+    tmp = new_workdir(".export-", "the ONNX export")
     try:
         log.info(
             "exporting to ONNX (opset %d, %s shapes)",
@@ -112,20 +243,21 @@ def export_onnx(
                 do_constant_folding=True,
             )
         onnx.checker.check_model(str(tmp / "model.onnx"))
-        meta = {
-            "key": key,
-            "inputs": list(input_names),
-            "static_shape": static_shape,
-            "opset": OPSET,
-            "sha256": file_sha256(tmp / "model.onnx"),
-        }
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
-        # meta.json last: its presence is what marks the cache entry complete.
-        os.replace(tmp / "model.onnx", path)
-        os.replace(tmp / "meta.json", target / "meta.json")
+        write_meta(
+            tmp,
+            {
+                "key": key,
+                "inputs": list(input_names),
+                "static_shape": static_shape,
+                "opset": OPSET,
+            },
+        )
+        # The whole directory is renamed into place: model.onnx never appears without
+        # its meta.json, and a failure above leaves nothing in the cache.
+        publish_entry(tmp, target)
     except Exception as exc:
-        raise ExportError(
-            f"ONNX export failed: {str(exc).splitlines()[0][:300]}",
+        raise disk_full(exc, "the ONNX export", target.parent) or ExportError(
+            f"ONNX export failed: {(str(exc).splitlines() or [type(exc).__name__])[0][:300]}",
             hint="run with --debug for the full trace; check that the model's family matches "
             "its card",
         ) from exc

@@ -8,17 +8,22 @@ logged: a graph that did not fuse is the first thing to check when int8 is slow.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from core.errors import ExportError
-from core.export import cache_key, file_sha256
-from core.paths import cache_dir
+from core.export import (
+    cache_key,
+    disk_full,
+    entry_dir,
+    file_sha256,
+    new_workdir,
+    publish_entry,
+    reuse_entry,
+    write_meta,
+)
 
 log = logging.getLogger(__name__)
 
@@ -48,18 +53,18 @@ def fuse_transformer(
         hidden=hidden_size,
         ort=onnxruntime.__version__,
     )
-    target = cache_dir("artifacts", key)
-    path, meta_path = target / "model.onnx", target / "meta.json"
-    if path.exists() and meta_path.exists():
-        counts = json.loads(meta_path.read_text())["fused"]
+    target = entry_dir(key)
+    path = target / "model.onnx"
+    meta = reuse_entry(target, needs=("fused",))
+    if meta is not None:
         log.info("reusing cached fused graph %s", path)
-        return path, counts, True
+        return path, meta["fused"], True
     from onnxruntime.transformers import optimizer
     from onnxruntime.transformers.fusion_options import FusionOptions
 
     options = FusionOptions("bert")
     # A 2D 0/1 mask as the graph gets it from the tokenizer (what exporters emit).
-    tmp = Path(tempfile.mkdtemp(prefix=".fuse-", dir=target.parent))
+    tmp = new_workdir(".fuse-", "the fused graph")
     try:
         model = optimizer.optimize_model(
             str(onnx_path),
@@ -72,12 +77,11 @@ def fuse_transformer(
         stats = model.get_fused_operator_statistics()
         counts = {op: int(stats.get(op, 0)) for op in FUSED_OPS if stats.get(op)}
         model.save_model_to_file(str(tmp / "model.onnx"))
-        (tmp / "meta.json").write_text(json.dumps({"key": key, "fused": counts}, indent=2))
-        os.replace(tmp / "model.onnx", path)
-        os.replace(tmp / "meta.json", meta_path)
+        write_meta(tmp, {"key": key, "fused": counts})
+        publish_entry(tmp, target)
     except Exception as exc:
-        raise ExportError(
-            f"graph fusion failed: {str(exc).splitlines()[0][:300]}",
+        raise disk_full(exc, "the fused graph", target.parent) or ExportError(
+            f"graph fusion failed: {(str(exc).splitlines() or [type(exc).__name__])[0][:300]}",
             path=onnx_path,
             hint="set `optimize: {fusion: false}` in the profile to run the unfused graph",
         ) from exc

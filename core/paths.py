@@ -8,9 +8,12 @@ Kiln uses the platform's user data directory. Shipped files (``assets/``,
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import platformdirs
+
+from core.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -23,18 +26,37 @@ def kiln_home() -> Path:
     return home
 
 
-def cache_dir(*parts: str) -> Path:
-    """A cache sub-directory under ``KILN_HOME/cache`` (created)."""
-    path = kiln_home().joinpath("cache", *parts)
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
+
+
+def plain_name(part: str, what: str = "name") -> str:
+    """``part`` if it is one plain path component (no ``/``, no ``..``), else ConfigError.
+
+    Run ids and cache keys become directory names; one from a user (``kiln report
+    ../../etc``) or a damaged store must not reach outside ``KILN_HOME``.
+    """
+    if not isinstance(part, str) or not _PLAIN_NAME.fullmatch(part):
+        raise ConfigError(
+            f"{what} {part!r} is not a plain name (letters, digits, '.', '_', '-'; no '/' or '..')",
+            hint="run ids look like 20261122-004700-3fa2; `kiln runs` lists them",
+        )
+    return part
+
+
+def _under(base: str, parts: tuple[str, ...], what: str) -> Path:
+    path = kiln_home().joinpath(base, *(plain_name(p, what) for p in parts))
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def cache_dir(*parts: str) -> Path:
+    """A cache sub-directory under ``KILN_HOME/cache`` (created; plain names only)."""
+    return _under("cache", parts, "cache directory")
 
 
 def artifacts_dir(*parts: str) -> Path:
-    """An artifacts sub-directory under ``KILN_HOME/artifacts`` (created)."""
-    path = kiln_home().joinpath("artifacts", *parts)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    """A run's artifacts directory under ``KILN_HOME/artifacts`` (created; plain names only)."""
+    return _under("artifacts", parts, "run id")
 
 
 def assets_dir() -> Path:

@@ -205,6 +205,7 @@ def run_guard(
     state: RunState, run: StageRunner, recipe: Any, source: Path, calibration: Any
 ) -> Any:
     from core.evaluate import evaluate
+    from core.export import write_atomically
     from core.guard import guard_int8
     from core.paths import artifacts_dir
     from core.runtimes import OnnxRuntimeModel
@@ -267,10 +268,12 @@ def run_guard(
     if report.repaired:
         out = artifacts_dir(state.run_id)
         kept = list(report.steps[-1].kept_in_float)
-        (out / "keep_float.yaml").write_text(
-            yaml.safe_dump({"keep_float": {"nodes": kept, "op_types": []}}, sort_keys=False)
+        write_atomically(
+            out / "keep_float.yaml",
+            yaml.safe_dump({"keep_float": {"nodes": kept, "op_types": []}}, sort_keys=False),
         )
-        (out / "int8-overrides.json").write_text(
+        write_atomically(
+            out / "int8-overrides.json",
             json.dumps(
                 {
                     "model": state.card.name,
@@ -280,7 +283,7 @@ def run_guard(
                     "guard": report.to_dict(),
                 },
                 indent=2,
-            )
+            ),
         )
         for name in ("keep_float.yaml", "int8-overrides.json"):
             run.emit(

@@ -10,11 +10,8 @@ and a profile's op-precision overrides repair a model that int8 breaks.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
-import os
 import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,8 +20,16 @@ from typing import Any, Literal
 import numpy as np
 
 from core.errors import ConfigError, ExportError
-from core.export import cache_key, file_sha256
-from core.paths import cache_dir
+from core.export import (
+    cache_key,
+    disk_full,
+    entry_dir,
+    file_sha256,
+    new_workdir,
+    publish_entry,
+    reuse_entry,
+    write_meta,
+)
 
 log = logging.getLogger(__name__)
 
@@ -152,31 +157,32 @@ def quantize(
         calibration=calib_sha,
         ort=onnxruntime.__version__,
     )
-    target = cache_dir("artifacts", key)
-    path, meta_path = target / "model.onnx", target / "meta.json"
-    if path.exists() and meta_path.exists():
-        meta = json.loads(meta_path.read_text())
+    target = entry_dir(key)
+    path = target / "model.onnx"
+    cached = reuse_entry(target, needs=("recipe", "quantized_nodes"))
+    if cached is not None:
         log.info("reusing cached int8 model %s", path)
-        return QuantizedModel(path, True, meta["recipe"], calib_sha, meta["quantized_nodes"])
-    tmp = Path(tempfile.mkdtemp(prefix=".int8-", dir=target.parent))
+        return QuantizedModel(path, True, cached["recipe"], calib_sha, cached["quantized_nodes"])
+    tmp = new_workdir(".int8-", "the int8 model")
     try:
         _run_quantizer(onnx_path, tmp / "model.onnx", recipe, calibration, input_names)
         quantized = _count_quantized(tmp / "model.onnx")
-        meta = {
-            "key": key,
-            "recipe": {"kind": recipe.kind, **asdict(recipe)},
-            "calibration_sha256": calib_sha,
-            "quantized_nodes": quantized,
-            "calibration_samples": calibration.samples if calib_sha else None,
-        }
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
-        os.replace(tmp / "model.onnx", path)
-        os.replace(tmp / "meta.json", meta_path)
+        meta = write_meta(
+            tmp,
+            {
+                "key": key,
+                "recipe": {"kind": recipe.kind, **asdict(recipe)},
+                "calibration_sha256": calib_sha,
+                "quantized_nodes": quantized,
+                "calibration_samples": calibration.samples if calib_sha else None,
+            },
+        )
+        publish_entry(tmp, target)
     except ConfigError:
         raise
     except Exception as exc:
-        raise ExportError(
-            f"int8 quantisation failed: {str(exc).splitlines()[0][:300]}",
+        raise disk_full(exc, "the int8 model", target.parent) or ExportError(
+            f"int8 quantisation failed: {(str(exc).splitlines() or [type(exc).__name__])[0][:300]}",
             path=onnx_path,
             hint="try --quantization dynamic, or keep the failing op type in float via the "
             "profile's int8.keep_float.op_types",
@@ -280,24 +286,24 @@ def to_float16(onnx_path: Path, *, op_block_list: Sequence[str] = FP16_BLOCK_LIS
         block=list(op_block_list),
         ort=onnxruntime.__version__,
     )
-    target = cache_dir("artifacts", key)
-    path, meta_path = target / "model.onnx", target / "meta.json"
-    if path.exists() and meta_path.exists():
+    target = entry_dir(key)
+    path = target / "model.onnx"
+    if reuse_entry(target) is not None:
         log.info("reusing cached fp16 model %s", path)
         return path
-    tmp = Path(tempfile.mkdtemp(prefix=".fp16-", dir=target.parent))
+    tmp = new_workdir(".fp16-", "the fp16 model")
     try:
         model = convert_float_to_float16(
             onnx.load(str(onnx_path)), keep_io_types=True, op_block_list=list(op_block_list)
         )
         onnx.save(model, str(tmp / "model.onnx"))
-        meta = {"key": key, "recipe": {"kind": "fp16", "op_block_list": list(op_block_list)}}
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
-        os.replace(tmp / "model.onnx", path)
-        os.replace(tmp / "meta.json", meta_path)
+        write_meta(
+            tmp, {"key": key, "recipe": {"kind": "fp16", "op_block_list": list(op_block_list)}}
+        )
+        publish_entry(tmp, target)
     except Exception as exc:
-        raise ExportError(
-            f"fp16 conversion failed: {str(exc).splitlines()[0][:300]}",
+        raise disk_full(exc, "the fp16 model", target.parent) or ExportError(
+            f"fp16 conversion failed: {(str(exc).splitlines() or [type(exc).__name__])[0][:300]}",
             path=onnx_path,
             hint="keep the failing op type in fp32 via the profile's keep_float.op_types",
         ) from exc

@@ -9,7 +9,9 @@ hash) so a figure can be reproduced. Files are written only inside ``--out``.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import errno
 import html
 import io
 import json
@@ -300,11 +302,25 @@ def write_report(
         )
     else:
         text = render_html(compare, grid, env)
-    out_dir.mkdir(parents=True, exist_ok=True)
     path = (out_dir / f"report.{fmt}").resolve()
-    if path.parent != out_dir.resolve():
-        raise ConfigError("report path escapes the output directory", path=path)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if path.parent != out_dir.resolve():
+            raise ConfigError("report path escapes the output directory", path=path)
+        # Written beside the report and renamed: a full disk leaves the old report whole.
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+        raise ConfigError(
+            f"cannot write the report to {out_dir}: "
+            + ("the disk is full" if full else (exc.strerror or str(exc))),
+            path=out_dir,
+            hint="free some space, or choose another directory with --out"
+            if full
+            else "choose a directory you can write to with --out",
+        ) from exc
     return path

@@ -10,6 +10,7 @@ are imported only when asked for. ``settings()`` reports the knobs actually in e
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import os
 import warnings
@@ -28,12 +29,61 @@ Batch = Mapping[str, np.ndarray]
 ProviderSpec = str | tuple[str, dict[str, Any]]
 
 
+OUT_OF_MEMORY_TEXT = (
+    "failed to allocate memory",
+    "not enough memory",
+    "can't allocate memory",
+    "out of memory",
+    "bad_alloc",
+)
+
+
+def out_of_memory(exc: BaseException, batch: Batch) -> RuntimeFailure | None:
+    """A clear error with the fix when ``exc`` is a batch that did not fit in memory."""
+    text = str(exc).lower()
+    if not isinstance(exc, MemoryError) and not any(t in text for t in OUT_OF_MEMORY_TEXT):
+        return None
+    shape = next(iter(batch.values())).shape
+    rows, length = int(shape[0]), int(shape[1]) if len(shape) > 1 else 0
+    detail = str(exc).splitlines()[0][:200] if str(exc) else "no details"
+    return RuntimeFailure(
+        f"out of memory running a batch of {rows} x {length} tokens "
+        f"({type(exc).__name__}: {detail})",
+        hint=f"run again with a smaller --batch-size (e.g. --batch-size {max(1, rows // 2)}) "
+        "or a shorter --seq-len; `kiln resume` keeps the batches already evaluated",
+    )
+
+
+def _translating_memory_errors(run: Any) -> Any:
+    @functools.wraps(run)
+    def wrapper(self: CompiledModel, batch: Batch) -> np.ndarray:
+        try:
+            return run(self, batch)
+        except RuntimeFailure:
+            raise
+        except Exception as exc:  # noqa: BLE001 - only memory failures are translated
+            failure = out_of_memory(exc, batch)
+            if failure is None:
+                raise
+            raise failure from exc
+
+    return wrapper
+
+
 class CompiledModel(ABC):
     """A model ready to run on a target."""
 
     description: str = ""
     runs_locally: bool = True
     """False for artifacts only a vendor tool can execute (parity and accuracy skip)."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # Every runtime's run() reports a batch too large for memory the same way.
+        super().__init_subclass__(**kwargs)
+        if "run" in cls.__dict__ and not getattr(
+            cls.__dict__["run"], "__isabstractmethod__", False
+        ):
+            cls.run = _translating_memory_errors(cls.__dict__["run"])  # type: ignore[method-assign]
 
     @abstractmethod
     def run(self, batch: Batch) -> np.ndarray:

@@ -147,6 +147,7 @@ def load(state: RunState, run: StageRunner) -> None:
             "batches": len(state.plan),
             "perf_only": loaded.perf_only,
             "weights_sha256": loaded.weights_sha256,
+            "trust_remote_code": state.card.trust_remote_code,
         }
         log.info(
             "loaded %s: %.2fM parameters; %d examples in %d batches of up to %d (%s padding)",
@@ -492,7 +493,7 @@ def _process_factory(state: RunState, plan: Any) -> Any:
 
 def report(state: RunState, run: StageRunner) -> None:
     from core.environment import environment
-    from core.export import file_sha256
+    from core.export import file_sha256, write_atomically
     from core.paths import artifacts_dir
 
     with run.stage("report") as summary:
@@ -544,7 +545,7 @@ def report(state: RunState, run: StageRunner) -> None:
             "environment": environment(),
         }
         out = artifacts_dir(state.run_id) / "report.json"
-        out.write_text(json.dumps(state.result, indent=2, ensure_ascii=False, default=str))
+        write_atomically(out, json.dumps(state.result, indent=2, ensure_ascii=False, default=str))
         summary["path"] = str(out)
         run.emit(
             ArtifactWritten("report", "report", str(out), file_sha256(out), out.stat().st_size)

@@ -278,10 +278,16 @@ class RunStore:
         return self._record(row)
 
     def _resolve_prefix(self, prefix: str) -> tuple:
-        rows = self._conn.execute(
-            "SELECT * FROM runs WHERE id LIKE ? ORDER BY created DESC LIMIT 2",
-            (prefix.replace("%", "") + "%",),
-        ).fetchall()
+        # The prefix is literal text: % and _ are not wildcards here.
+        literal = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        rows = (
+            self._conn.execute(
+                "SELECT * FROM runs WHERE id LIKE ? ESCAPE '\\' ORDER BY created DESC LIMIT 2",
+                (literal + "%",),
+            ).fetchall()
+            if prefix
+            else []
+        )
         if len(rows) != 1:
             raise RunNotFound(
                 f"no run {prefix!r} in {self.path}"

@@ -10,18 +10,22 @@ traced from a bf16 copy, so the reference model is never touched.
 from __future__ import annotations
 
 import copy
-import json
 import logging
-import os
 import shutil
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
 
 from core.errors import ExportError
-from core.export import cache_key, file_sha256
-from core.paths import cache_dir
+from core.export import (
+    cache_key,
+    disk_full,
+    entry_dir,
+    new_workdir,
+    publish_entry,
+    reuse_entry,
+    write_meta,
+)
 from core.runtimes import TORCH_DTYPES
 
 log = logging.getLogger(__name__)
@@ -64,9 +68,9 @@ def export_torchscript(
         torch=torch.__version__,
         arch=model.config.to_json_string(use_diff=False),
     )
-    target = cache_dir("artifacts", key)
-    path, meta_path = target / "model.pt", target / "meta.json"
-    if path.exists() and meta_path.exists():
+    target = entry_dir(key)
+    path = target / "model.pt"
+    if reuse_entry(target, model_file="model.pt") is not None:
         log.info("reusing cached TorchScript trace %s", path)
         return path, True
     batch, seq_len = static_shape or (2, 16)
@@ -77,7 +81,7 @@ def export_torchscript(
     source = model
     if precision != "fp32":
         source = copy.deepcopy(model).to(getattr(torch, TORCH_DTYPES[precision]))
-    tmp = Path(tempfile.mkdtemp(prefix=".trace-", dir=target.parent))
+    tmp = new_workdir(".trace-", "a TorchScript trace")
     try:
         log.info("tracing TorchScript (%s, example shape %dx%d)", precision, batch, seq_len)
         with torch.no_grad(), warnings.catch_warnings():
@@ -89,17 +93,14 @@ def export_torchscript(
             traced = torch.jit.trace(_wrapper(source, input_names), example, check_trace=False)
             frozen = torch.jit.freeze(traced.eval())
             torch.jit.save(frozen, str(tmp / "model.pt"))
-        meta = {
-            "key": key,
-            "inputs": list(input_names),
-            "precision": precision,
-            "sha256": file_sha256(tmp / "model.pt"),
-        }
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
-        os.replace(tmp / "model.pt", path)
-        os.replace(tmp / "meta.json", meta_path)
+        write_meta(
+            tmp,
+            {"key": key, "inputs": list(input_names), "precision": precision},
+            model_file="model.pt",
+        )
+        publish_entry(tmp, target, model_file="model.pt")
     except Exception as exc:
-        raise ExportError(
+        raise disk_full(exc, "a TorchScript trace", target.parent) or ExportError(
             f"TorchScript trace failed: {str(exc).splitlines()[0][:300]}",
             hint="run with --debug for the full trace",
         ) from exc

@@ -13,7 +13,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, StrictBool, field_validator, model_validator
 
 from core.configfile import FrozenConfig, load_config
 from core.errors import ConfigError
@@ -89,8 +89,9 @@ class ModelCard(FrozenConfig):
     """Needed only for performance-only runs of a card whose weights are absent."""
     training: dict[str, Any] | None = None
     """For built-in models: how Kiln trained them (command, seed, data hashes, figures)."""
-    trust_remote_code: bool = False
-    """Run the checkpoint's own Python code. Off unless a card opts in explicitly."""
+    trust_remote_code: StrictBool = False
+    """Run the checkpoint's own Python code. Off unless a card opts in explicitly: only a
+    YAML boolean ``true`` counts (``"yes"`` or ``1`` are refused, not read as true)."""
     card_path: str | None = Field(default=None, exclude=True)
 
     @field_validator("family")
@@ -130,6 +131,7 @@ class ModelCard(FrozenConfig):
             "default_dataset": self.default_dataset,
             "weights": self.weights.model_dump(),
             "reference": [r.model_dump() for r in self.reference],
+            "trust_remote_code": self.trust_remote_code,
         }
 
 

@@ -9,13 +9,15 @@ and says so everywhere a figure would otherwise be read as accuracy.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.errors import ConfigError, LabelMismatch, ModelLoadError, ModelNotFound
+from core.errors import ConfigError, KilnError, LabelMismatch, ModelLoadError, ModelNotFound
 from core.models.cards import ModelCard
 from core.models.families import get_family
 from core.paths import assets_dir, kiln_home
@@ -76,10 +78,11 @@ def locate_weights(card: ModelCard, override: Path | None = None) -> Path:
     if override is not None:
         override = Path(override).expanduser()
         if not _has_weights(override):
+            absent = [] if (override / "config.json").is_file() else ["config.json"]
+            if not any((override / f).is_file() for f in WEIGHT_FILES):
+                absent.append("model.safetensors (or pytorch_model.bin)")
             missing = (
-                "does not exist"
-                if not override.exists()
-                else ("has no config.json and model.safetensors (or pytorch_model.bin)")
+                "does not exist" if not override.exists() else f"has no {' and no '.join(absent)}"
             )
             raise ModelNotFound(
                 f"the --weights directory {missing}",
@@ -132,6 +135,108 @@ def check_labels(card: ModelCard, config: Any, where: Path) -> None:
         )
 
 
+TOKENIZER_FILES: dict[str, tuple[tuple[str, ...], ...]] = {
+    "bert": (("tokenizer.json",), ("vocab.txt",)),
+    "roberta": (("tokenizer.json",), ("vocab.json", "merges.txt")),
+    "xlm-roberta": (("tokenizer.json",), ("sentencepiece.bpe.model",)),
+}
+"""Each family's usual tokenizer files (any one set is a complete tokenizer)."""
+OTHER_TOKENIZER_FILES = (("spiece.model",), ("tokenizer.model",))
+
+
+def check_tokenizer_files(card: ModelCard, path: Path) -> None:
+    """The checkpoint must ship its tokenizer: without one, transformers builds an empty
+    vocabulary silently and every character becomes [UNK].
+
+    Any known complete set is accepted, whatever the family (a RoBERTa-trained checkpoint
+    may well ship BERT's vocab.txt); the message names the family's usual files.
+    """
+    known = {files for sets in TOKENIZER_FILES.values() for files in sets}
+    if any(all((path / n).is_file() for n in files) for files in (*known, *OTHER_TOKENIZER_FILES)):
+        return
+    choices = TOKENIZER_FILES.get(card.family, (("tokenizer.json",),))
+    wanted = " or ".join(" + ".join(files) for files in choices)
+    raise ModelLoadError(
+        f"no tokenizer in the checkpoint directory: missing {wanted}",
+        path=path,
+        hint="copy the tokenizer files saved with the model (tokenizer.save_pretrained(DIR)) "
+        "into this directory",
+    )
+
+
+def check_weights_file(path: Path) -> Path:
+    """The weights file that will be read; a truncated ``model.safetensors`` is named.
+
+    A safetensors file is an 8-byte header length, a JSON header giving every tensor's
+    byte range, then the data: a copy cut short (a full disk, an interrupted ``scp``) is
+    caught here from the header alone, before transformers reports it obscurely.
+    """
+    file = path / "model.safetensors"
+    if not file.is_file():
+        return path / "pytorch_model.bin"
+    size = file.stat().st_size
+    problem = None
+    try:
+        with open(file, "rb") as fh:
+            head = fh.read(8)
+            length = int.from_bytes(head, "little") if len(head) == 8 else -1
+            if length < 2 or 8 + length > size:
+                problem = f"its header is cut short ({size} bytes in all)"
+            else:
+                header = json.loads(fh.read(length))
+                ends = [
+                    int(v["data_offsets"][1])
+                    for k, v in header.items()
+                    if k != "__metadata__" and isinstance(v, dict)
+                ]
+                needed = 8 + length + max(ends, default=0)
+                if needed > size:
+                    problem = f"it holds {size} bytes but its header describes {needed}"
+    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+        problem = f"its header cannot be read ({type(exc).__name__})"
+    if problem:
+        raise ModelLoadError(
+            f"model.safetensors is truncated or damaged: {problem}",
+            path=file,
+            hint="copy the file again from its source and compare sizes (or sha256)",
+        )
+    return file
+
+
+def check_positions(card: ModelCard, config: Any, where: Path) -> None:
+    """The card's max_seq_len must fit the checkpoint's position embeddings."""
+    total = getattr(config, "max_position_embeddings", None)
+    if not isinstance(total, int):
+        return
+    family = get_family(card.family)
+    usable = total - (int(config.pad_token_id or 0) + 1 if family.offsets_positions else 0)
+    if card.max_seq_len > usable:
+        raise ConfigError(
+            f"max_seq_len {card.max_seq_len} is longer than the checkpoint's {usable} "
+            f"positions (max_position_embeddings {total} in {where / 'config.json'})",
+            path=card.card_path,
+            hint=f"set max_seq_len: {usable} (or less) in the card",
+        )
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen:
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return seen
+
+
+def _is_refused_pickle(exc: BaseException) -> bool:
+    return any(isinstance(e, pickle.UnpicklingError) for e in _chain(exc))
+
+
+def _about_weights(exc: BaseException) -> bool:
+    """Whether a loading error came from reading the weights file itself."""
+    return any("safetensor" in type(e).__name__.lower() for e in _chain(exc))
+
+
 def load_model(
     card: ModelCard, *, weights_dir: Path | None = None, perf_only: bool = False
 ) -> LoadedModel:
@@ -146,6 +251,14 @@ def load_model(
         log.warning(
             "card %s opts in to trust_remote_code: the checkpoint's code will run", card.name
         )
+    check_tokenizer_files(card, path)
+    weights_file = check_weights_file(path)
+    if weights_file.suffix == ".bin":
+        log.warning(
+            "%s is a pickle: loading it with weights_only=True (tensors only, no code); "
+            "convert it to model.safetensors",
+            weights_file,
+        )
     try:
         from transformers import AutoConfig, AutoTokenizer
 
@@ -153,6 +266,7 @@ def load_model(
             path, local_files_only=True, trust_remote_code=card.trust_remote_code
         )
         check_labels(card, config, path)
+        check_positions(card, config, path)
         model_cls = family.model_class(card.task)
         model = model_cls.from_pretrained(
             path,
@@ -160,16 +274,27 @@ def load_model(
             trust_remote_code=card.trust_remote_code,
             attn_implementation="eager",
             dtype=torch.float32,
+            weights_only=True,
         )
         tokenizer = AutoTokenizer.from_pretrained(
             path, local_files_only=True, trust_remote_code=card.trust_remote_code
         )
-    except (LabelMismatch, ConfigError):
+    except KilnError:
         raise
-    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+    except Exception as exc:  # noqa: BLE001 - safetensors, pickle and HF raise their own kinds
+        if _is_refused_pickle(exc):
+            raise ModelLoadError(
+                f"{weights_file.name} holds more than tensors: a pickle that would run code "
+                "when loaded. Kiln loads pickles with weights_only=True, so it was refused",
+                path=weights_file,
+                hint="use a model.safetensors copy of the weights, or convert this file where "
+                "you trust its origin",
+            ) from exc
+        first = (str(exc).splitlines() or [type(exc).__name__])[0][:300]
+        named = weights_file if _about_weights(exc) else path
         raise ModelLoadError(
-            f"could not load the checkpoint in {path}: {str(exc).splitlines()[0]}",
-            path=path,
+            f"could not load the checkpoint in {path}: {first}",
+            path=named,
             hint="check that the directory holds a complete Hugging Face checkpoint "
             "(config.json, model.safetensors, tokenizer files)",
         ) from exc
