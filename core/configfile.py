@@ -197,3 +197,25 @@ def load_config(path: Path | str, model: type[M], *, extra: dict[str, Any] | Non
             path=path,
             hint="look for an unusual value: a huge number, a self-referencing alias (&a ... *a)",
         ) from None
+
+
+def find_config(name_or_path: str, directory: Path, what: str, listing: str) -> Path:
+    """A config file by path, or by name in ``directory``; an unknown name suggests one.
+
+    ``what`` names the kind in the error ("model card", "profile"); ``listing`` is the
+    command that lists them.
+    """
+    candidate = Path(name_or_path)
+    if candidate.suffix in (".yaml", ".yml") and candidate.exists():
+        return candidate
+    path = directory / f"{name_or_path}.yaml"
+    if path.exists():
+        return path
+    known = sorted(p.stem for p in directory.glob("*.yaml"))
+    close = difflib.get_close_matches(name_or_path, known, n=1)
+    maybe = f"did you mean '{close[0]}'? " if close else ""
+    raise ConfigError(
+        f"no {what} named {name_or_path!r}",
+        path=directory,
+        hint=f"{maybe}known: {', '.join(known)} (`{listing}` lists them)",
+    )

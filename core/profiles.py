@@ -9,7 +9,6 @@ that cannot run here is listed as unavailable with the reason and the fix, never
 
 from __future__ import annotations
 
-import difflib
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -17,7 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, Field, PlainValidator, model_validator
 
 from core.commandline import COMPILE_OUTPUTS, MODEL_INPUTS, check_placeholders, used
-from core.configfile import FrozenConfig, load_config
+from core.configfile import FrozenConfig, find_config, load_config
 from core.errors import ConfigError, KilnError, ToolchainMissing
 from core.paths import profiles_dir
 
@@ -359,17 +358,5 @@ def scan_profiles() -> tuple[list[Profile], list[KilnError]]:
 
 
 def get_profile(name_or_path: str) -> Profile:
-    candidate = Path(name_or_path)
-    if candidate.suffix in (".yaml", ".yml") and candidate.exists():
-        return load_profile_file(candidate)
-    path = profiles_dir() / f"{name_or_path}.yaml"
-    if path.exists():
-        return load_profile_file(path)
-    known = sorted(p.stem for p in profiles_dir().glob("*.yaml"))
-    close = difflib.get_close_matches(name_or_path, known, n=1)
-    maybe = f"did you mean '{close[0]}'? " if close else ""
-    raise ConfigError(
-        f"no profile named {name_or_path!r}",
-        path=profiles_dir(),
-        hint=f"{maybe}known profiles: {', '.join(known)} (`kiln profiles` lists them)",
-    )
+    """A profile by name, or by path to a profile file."""
+    return load_profile_file(find_config(name_or_path, profiles_dir(), "profile", "kiln profiles"))

@@ -15,8 +15,7 @@ from typing import Any, Literal
 
 from pydantic import Field, StrictBool, field_validator, model_validator
 
-from core.configfile import FrozenConfig, load_config
-from core.errors import ConfigError
+from core.configfile import FrozenConfig, find_config, load_config
 from core.models.families import FAMILIES
 from core.paths import assets_dir
 
@@ -151,17 +150,4 @@ def list_cards() -> list[ModelCard]:
 
 def get_card(name_or_path: str) -> ModelCard:
     """A card by name, or by path to a card file."""
-    candidate = Path(name_or_path)
-    if candidate.suffix in (".yaml", ".yml") and candidate.exists():
-        return load_card_file(candidate)
-    path = cards_dir() / f"{name_or_path}.yaml"
-    if path.exists():
-        return load_card_file(path)
-    known = sorted(p.stem for p in cards_dir().glob("*.yaml"))
-    close = difflib.get_close_matches(name_or_path, known, n=1)
-    maybe = f"did you mean '{close[0]}'? " if close else ""
-    raise ConfigError(
-        f"no model card named {name_or_path!r}",
-        path=cards_dir(),
-        hint=f"{maybe}known models: {', '.join(known)} (`kiln models` lists them)",
-    )
+    return load_card_file(find_config(name_or_path, cards_dir(), "model card", "kiln models"))
