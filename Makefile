@@ -46,6 +46,7 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 bench: $(STAMP)
+	$(BIN)/python bench/tui_bench.py
 	$(BIN)/python bench/int8_speed.py
 	$(BIN)/python bench/compare.py
 

@@ -83,7 +83,7 @@ class ResourceMonitor:
         self.samples: list[dict[str, float]] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._nvml = _nvml_handle()
+        self._nvml = nvml_device()
 
     def __enter__(self) -> ResourceMonitor:
         self.process.cpu_percent(None)
@@ -103,7 +103,7 @@ class ResourceMonitor:
                 "rss_mb": self.process.memory_info().rss / 1e6,
             }
             if self._nvml is not None:
-                sample |= _nvml_sample(self._nvml)
+                sample |= gpu_sample(self._nvml)
             self.samples.append(sample)
 
     def summary(self) -> dict[str, float]:
@@ -115,22 +115,31 @@ class ResourceMonitor:
         return out
 
 
-def _nvml_handle() -> Any:
+def nvml_device() -> Any:
+    """The first GPU's NVML handle, or None (no NVML, no driver, no GPU)."""
     try:
         import pynvml
 
         pynvml.nvmlInit()
         return pynvml.nvmlDeviceGetHandleByIndex(0)
-    except Exception:  # noqa: BLE001 - no NVML, no GPU, or no driver: nothing to sample
+    except Exception:  # noqa: BLE001 - any failure means there is no GPU to sample
         return None
 
 
-def _nvml_sample(handle: Any) -> dict[str, float]:
+def gpu_sample(handle: Any) -> dict[str, float]:
+    """GPU utilisation and memory, or ``gpu_count: 0`` when NVML found no GPU."""
+    if handle is None:
+        return {"gpu_count": 0}
     import pynvml
 
     util = pynvml.nvmlDeviceGetUtilizationRates(handle)
     mem = pynvml.nvmlDeviceGetMemoryInfo(handle)
-    return {"gpu_percent": float(util.gpu), "gpu_memory_mb": mem.used / 1e6}
+    return {
+        "gpu_util_percent": float(util.gpu),
+        "gpu_mem_mb": mem.used / 1e6,
+        "gpu_mem_total_mb": mem.total / 1e6,
+        "gpu_count": 1,
+    }
 
 
 def _trial(

@@ -211,7 +211,18 @@ def find_config(name_or_path: str, directory: Path, what: str, listing: str) -> 
     path = directory / f"{name_or_path}.yaml"
     if path.exists():
         return path
-    known = sorted(p.stem for p in directory.glob("*.yaml"))
+    # The name inside a file is what listings show; it may differ from the file's name.
+    named = {}
+    for file in sorted(directory.glob("*.yaml")):
+        try:
+            data = yaml.safe_load(file.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            continue
+        if isinstance(data, dict) and isinstance(data.get("name"), str):
+            named[data["name"]] = file
+    if name_or_path in named:
+        return named[name_or_path]
+    known = sorted({p.stem for p in directory.glob("*.yaml")} | set(named))
     close = difflib.get_close_matches(name_or_path, known, n=1)
     maybe = f"did you mean '{close[0]}'? " if close else ""
     raise ConfigError(

@@ -43,17 +43,22 @@ class ResourceSampler:
     """CPU % and RSS of this process (the one running the model)."""
 
     def __init__(self) -> None:
+        from core.benchmark import nvml_device
+
         self.process = psutil.Process()
         self.process.cpu_percent(None)
         self.peak_rss = 0
         self.cpu_samples: list[float] = []
+        self.gpu = nvml_device()
 
     def sample(self) -> dict[str, float]:
+        from core.benchmark import gpu_sample
+
         cpu = self.process.cpu_percent(None)
         rss = self.process.memory_info().rss
         self.peak_rss = max(self.peak_rss, rss)
         self.cpu_samples.append(cpu)
-        return {"cpu_percent": cpu, "rss_mb": rss / 1e6}
+        return {"cpu_percent": cpu, "rss_mb": rss / 1e6} | gpu_sample(self.gpu)
 
     def summary(self) -> dict[str, float]:
         mean = sum(self.cpu_samples) / len(self.cpu_samples) if self.cpu_samples else 0.0

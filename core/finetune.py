@@ -31,7 +31,18 @@ def add_finetune_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--limit-train", type=int, help="train on the first N examples only")
     p.add_argument("--limit-eval", type=int, help="score only the first N dev and test examples")
     p.add_argument("--seed", type=int, help="random seed (default: the recipe's)")
-    p.add_argument("--threads", type=int, help="torch threads (default: the available cores)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        help="torch threads (default: the available cores; on a machine other jobs share, "
+        "1 can be several times faster than 2)",
+    )
+    arch = p.add_argument_group("architecture (default: the recipe's)")
+    arch.add_argument("--hidden-size", type=int)
+    arch.add_argument("--layers", dest="num_layers", type=int)
+    arch.add_argument("--heads", dest="num_heads", type=int)
+    arch.add_argument("--intermediate-size", type=int)
+    arch.add_argument("--learning-rate", type=float)
     p.add_argument("--json", action="store_true", help="print the training report as JSON")
     p.set_defaults(func=cmd_finetune)
     return p
@@ -64,21 +75,37 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         TimeRemainingColumn,
     )
 
-    recipe = get_recipe(args.model).with_changes(epochs=args.epochs, seed=args.seed)
+    overrides = {
+        name: getattr(args, name, None)
+        for name in (
+            "epochs",
+            "seed",
+            "hidden_size",
+            "num_layers",
+            "num_heads",
+            "intermediate_size",
+            "learning_rate",
+        )
+    }
+    recipe = get_recipe(args.model).with_changes(**overrides)
     out_dir = args.out or assets_dir() / "models" / recipe.name
-    err = Console(stderr=True)
+    err = Console(stderr=True, soft_wrap=True)
+    metric = "entity F1" if recipe.task == "token-classification" else "accuracy"
     bar = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("steps · loss {task.fields[loss]} · {task.fields[rate]} ex/s"),
+        TextColumn(
+            "steps · loss {task.fields[loss]} · {task.fields[rate]} ex/s · "
+            f"dev {metric} {{task.fields[dev]}}"
+        ),
         TimeElapsedColumn(),
         TextColumn("ETA"),
         TimeRemainingColumn(),
         console=err,
         transient=False,
     )
-    task = bar.add_task(f"{recipe.name}: preparing", total=None, loss="-", rate="-")
+    task = bar.add_task(f"{recipe.name}: preparing", total=None, loss="-", rate="-", dev="-")
 
     last_phase = ""
 
@@ -92,12 +119,15 @@ def cmd_finetune(args: argparse.Namespace) -> int:
             fields["loss"] = f"{p.loss:.4f}"
         if p.examples_per_s:
             fields["rate"] = f"{p.examples_per_s:.0f}"
+        if p.dev_score is not None:
+            fields["dev"] = f"{p.dev_score:.4f}"
         bar.update(task, description=label, total=p.total_steps or None, completed=p.step, **fields)
         if not err.is_terminal and (p.phase != last_phase or p.step % 200 == 0):
             # no live bar in a log file: a plain line per phase and every 200 steps
             err.print(
                 f"{label}: step {p.step}/{p.total_steps}, loss {fields.get('loss', '-')}, "
-                f"{fields.get('rate', '-')} ex/s, {p.elapsed_s:.0f} s",
+                f"{fields.get('rate', '-')} ex/s, dev {metric} {fields.get('dev', '-')}, "
+                f"{p.elapsed_s:.0f} s",
                 highlight=False,
             )
         last_phase = p.phase
@@ -135,7 +165,7 @@ def _print_summary(report: TrainingReport) -> None:
         ("parameters", f"{report.parameters:,}"),
         ("size", f"{report.size_mb:.2f} MB"),
         ("steps", f"{report.steps} ({report.epochs_run:g} epochs, best epoch {report.best_epoch})"),
-        ("training time", f"{report.training_time_s:.0f} s on {report.threads} threads"),
+        ("training time", f"{report.training_time_s:.0f} s, {report.threads} thread(s)"),
         ("loss", f"{report.loss_start:.4f} -> {report.loss_end:.4f}"),
         (f"dev {primary}", f"{report.dev.get(primary, 0.0):.4f}"),
         (f"test {primary}", f"{report.test.get(primary, 0.0):.4f}"),

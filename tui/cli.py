@@ -581,7 +581,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
 def cmd_app(args: argparse.Namespace) -> int:
     from tui.app import run_app
 
-    return run_app(attach=getattr(args, "run_id", None))
+    return run_app(attach=getattr(args, "attach", None))
 
 
 # -- wiring ---------------------------------------------------------------------------------
@@ -658,7 +658,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="with clear: only entries older than DAYS (incomplete ones always)",
     )
     p.add_argument("--json", action="store_true")
-    add("app", cmd_app, "open the terminal app")
+    p = add("app", cmd_app, "open the terminal app")
+    p.add_argument("--attach", metavar="RUN_ID", help="open this run live (full id or prefix)")
     try:
         from core.finetune import add_finetune_parser
     except ImportError:

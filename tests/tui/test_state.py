@@ -1,0 +1,261 @@
+"""The app's state, formatting and tailing, without a screen."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import fake_runs
+import pytest
+from rich.text import Text
+
+from core.events import LogLine, MetricSampled, RunFinished, StageFailed, StageStarted
+from core.store import RunStore
+from tui import format as fmt
+from tui.catalogue import Catalogue, ModelEntry, ProfileEntry, Selection, default_selection
+from tui.compare import compare_rows
+from tui.state import RunView, accuracy_table, fp32_reference, published_figure
+from tui.tail import split_batch, tail_run
+
+
+def record(
+    run_id: str,
+    *,
+    status="succeeded",
+    precision="fp32",
+    model="m",
+    examples=200,
+    dataset="peoples-daily-1998",
+    f1=0.8,
+    perf_only=False,
+):
+    result = {
+        "dataset": dataset,
+        "split": "test",
+        "examples": examples,
+        "metrics": {"entity_f1": f1},
+        "perf_only": perf_only,
+    }
+    return SimpleNamespace(
+        id=run_id, status=status, precision=precision, model=model, result=result, config={}
+    )
+
+
+class TestFp32Reference:
+    def test_most_recent_matching_run_wins(self) -> None:
+        runs = [record("new", f1=0.7), record("old", f1=0.9)]
+        found = fp32_reference(runs, model="m", dataset=("peoples-daily-1998", "test"))
+        assert found.id == "new"
+
+    @pytest.mark.parametrize(
+        "other",
+        [
+            {"status": "failed"},
+            {"precision": "int8"},
+            {"model": "other"},
+            {"dataset": "shopping-reviews"},
+            {"examples": 40},
+            {"perf_only": True},
+        ],
+    )
+    def test_only_comparable_runs_count(self, other: dict) -> None:
+        runs = [record("x", **other)]
+        assert (
+            fp32_reference(runs, model="m", dataset=("peoples-daily-1998", "test"), examples=200)
+            is None
+        )
+
+    def test_a_run_is_not_its_own_reference(self) -> None:
+        runs = [record("self"), record("prev")]
+        found = fp32_reference(runs, model="m", dataset=None, exclude="self")
+        assert found.id == "prev"
+
+
+def test_published_figure_prefers_fp32() -> None:
+    refs = [
+        {"metric": "entity_f1", "value": 0.902, "precision": "int8", "runtime": "vacc"},
+        {"metric": "entity_f1", "value": 0.959, "precision": "fp32", "runtime": "PyTorch"},
+    ]
+    assert published_figure(refs, "entity_f1") == (0.959, "fp32 PyTorch")
+    assert published_figure(refs, "accuracy") is None
+
+
+def test_run_view_follows_a_whole_run() -> None:
+    view = RunView("r1")
+    view.apply_all(fake_runs.run_events(fake_runs.NER_CONFIG, f1=0.8, speed=100.0, t0=fake_runs.T0))
+    assert view.status == "succeeded"
+    statuses = {name: stage.status for name, stage in view.stages.items()}
+    assert statuses["quantize"] == "skipped" and statuses["evaluate"] == "done"
+    assert view.accuracy["entity_f1"] == pytest.approx(0.8)
+    assert view.batch_size == 8 and view.examples == 200
+    assert view.dataset_key() == ("peoples-daily-1998", "test")
+    lines = view.drain_log()
+    assert any(line.level == "warning" for line in lines)
+    assert view.drain_log() == []
+
+
+def test_run_view_log_is_capped_and_splits_lines() -> None:
+    view = RunView("r1", log_cap=100)
+    for i in range(500):
+        view.apply(LogLine("evaluate", "info", f"line {i}\nsecond"))
+    assert view.log_total == 1000
+    kept = view.drain_log()
+    assert len(kept) == 100 and kept[-1].text == "second"
+
+
+def test_running_stage_becomes_failed_or_cancelled_at_the_end() -> None:
+    view = RunView("r1")
+    view.apply(StageStarted("evaluate", "scoring", ts=10.0))
+    assert view.stages["evaluate"].elapsed(12.5) == pytest.approx(2.5)
+    view.apply(StageFailed("evaluate", 1.0, {"kind": "Cancelled", "title": "Run cancelled"}))
+    assert view.stages["evaluate"].status == "cancelled"
+    view.apply(RunFinished("cancelled", error={"title": "Run cancelled"}))
+    assert view.is_finished and view.status == "cancelled"
+
+
+def test_accuracy_table_deltas_against_the_fp32_run_then_the_card() -> None:
+    view = RunView("r2")
+    view.apply(MetricSampled("evaluate", "accuracy", fake_runs.ner_accuracy(0.75, 100)))
+    card = [{"metric": "entity_f1", "value": 0.9, "precision": "fp32"}]
+    table = accuracy_table(view, reference=record("ref", f1=0.8), card_references=card)
+    top = table.rows[0]
+    assert (top.metric, top.live, top.reference, top.card) == ("entity_f1", 0.75, 0.8, 0.9)
+    assert top.delta == pytest.approx(-0.05) and table.delta_basis == "fp32 run"
+    assert [p[0] for p in table.per_label] == ["LOC", "ORG", "PER"]
+    no_ref = accuracy_table(view, card_references=card)
+    assert no_ref.rows[0].delta == pytest.approx(-0.15) and no_ref.delta_basis == "card"
+
+
+def test_accuracy_table_for_classification_and_perf_only() -> None:
+    view = RunView("r3")
+    view.apply(
+        MetricSampled(
+            "evaluate",
+            "accuracy",
+            {"accuracy": 0.9, "macro_f1": 0.88, "count": 10, "per_class": {}},
+        )
+    )
+    table = accuracy_table(view)
+    assert table.task == "classification" and [r.metric for r in table.rows] == [
+        "accuracy",
+        "macro_f1",
+    ]
+    perf = RunView("r4")
+    perf.config = {"perf_only": True}
+    assert accuracy_table(perf).perf_only
+
+
+def test_split_batch_collapses_metrics_but_keeps_order() -> None:
+    events = fake_runs.run_events(fake_runs.NER_CONFIG, f1=0.8, speed=100.0, t0=fake_runs.T0)
+    ordered, figures = split_batch(events)
+    assert not any(isinstance(e, MetricSampled) for e in ordered)
+    assert figures.latest["accuracy"]["final"] is False
+    assert len(figures.throughput_points) == 4
+    assert figures.progress["evaluate"] == (200, 200)
+
+
+def test_tail_run_delivers_a_finished_run_and_stops(kiln_home: Path) -> None:
+    path = fake_runs.fake_store(kiln_home / "runs.sqlite")
+    got: dict = {"events": [], "figures": [], "records": []}
+    with RunStore(path) as store:
+        status = tail_run(
+            store,
+            "20260101-000000-aaaa",
+            on_events=got["events"].extend,
+            on_figures=got["figures"].append,
+            on_record=got["records"].append,
+            cancelled=lambda: False,
+            batch=7,
+            sleep=lambda s: None,
+        )
+    assert status == "succeeded"
+    assert isinstance(got["events"][-1], RunFinished)
+    assert got["records"][-1].status == "succeeded"
+    assert got["figures"]
+
+
+def test_tail_run_marks_a_dead_worker_interrupted(kiln_home: Path) -> None:
+    with RunStore(kiln_home / "runs.sqlite") as store:
+        run_id = store.create_run(fake_runs.NER_CONFIG)
+        store.set_status(run_id, "running", pid=2**22 + 12345)
+        events: list = []
+        status = tail_run(
+            store,
+            run_id,
+            on_events=events.extend,
+            on_figures=lambda f: None,
+            on_record=lambda r: None,
+            cancelled=lambda: False,
+            sleep=lambda s: None,
+            poll_s=0.0,
+        )
+    assert status == "interrupted"
+    assert events[-1].status == "interrupted"
+
+
+class TestFormat:
+    def test_delta_keeps_its_sign_without_colour(self) -> None:
+        assert fmt.delta(0.0123).plain == "+0.0123"
+        assert fmt.delta(-0.5).plain == "−0.5000"
+        assert fmt.delta(None).plain == "—"
+
+    def test_sparkline_and_bar(self) -> None:
+        assert fmt.sparkline([0, 5, 10], 10) == "▁▅█"
+        assert len(fmt.sparkline(list(range(100)), 20)) == 20
+        assert fmt.bar(1, 2, 8) == "████····"
+        assert fmt.bar(1, None, 8) == ""
+
+    def test_durations(self) -> None:
+        assert fmt.duration(1.234) == "1.23s"
+        assert fmt.duration(75) == "1m15s"
+        assert fmt.clock(3725) == "1:02:05"
+
+
+def test_compare_rows_show_deltas_against_the_first(kiln_home: Path) -> None:
+    path = fake_runs.fake_store(kiln_home / "runs.sqlite")
+    with RunStore(path) as store:
+        records = [store.run("20260101-000000-aaaa"), store.run("20260101-001000-bbbb")]
+    rows = dict((label, [c.plain for c in cells]) for label, cells in compare_rows(records))
+    assert rows["precision"] == ["fp32", "int8"]
+    assert rows["entity F1"] == ["0.7812", "0.7655 −0.0157"]
+    assert rows["samples/s"][1].endswith("×1.80")
+    assert all(isinstance(c, Text) for _, cells in compare_rows(records) for c in cells)
+
+
+def test_default_selection_prefers_the_last_run_then_the_demo() -> None:
+    catalogue = Catalogue(
+        models=(
+            ModelEntry("a", "A", "bert", "token-classification", 128, "d", "/w"),
+            ModelEntry("zh-ner-tiny", "Z", "bert", "token-classification", 128, "d", "/w"),
+        ),
+        profiles=(
+            ProfileEntry("cpu-onnxruntime", "CPU", "onnxruntime", ("fp32", "int8"), True),
+            ProfileEntry("cpu-torch", "CPU", "torch", ("fp32",), True),
+        ),
+    )
+    demo = default_selection(catalogue)
+    assert (demo.model, demo.profile, demo.precision) == ("zh-ner-tiny", "cpu-onnxruntime", "fp32")
+    last = default_selection(catalogue, {"model": "a", "profile": "cpu-torch", "precision": "int8"})
+    assert (last.model, last.profile, last.precision) == ("a", "cpu-torch", "fp32")
+
+
+def test_a_model_without_weights_runs_performance_only() -> None:
+    catalogue = Catalogue(
+        models=(ModelEntry("big", "B", "bert", "token-classification", 512, "d", None),)
+    )
+    config = Selection(model="big", profile="cpu-onnxruntime").to_config(catalogue)
+    assert config.perf_only
+
+
+def test_a_newer_figures_message_replaces_a_queued_one_without_losing_points() -> None:
+    from tui.messages import RunFiguresSampled
+    from tui.tail import Figures
+
+    older = RunFiguresSampled("r", Figures({"throughput": {"x": 1}}, (1.0, 2.0), {"a": (1, 2)}))
+    newer = RunFiguresSampled("r", Figures({"accuracy": {"y": 2}}, (3.0,), {"b": (3, 4)}))
+    other_run = RunFiguresSampled("s", Figures({}, (9.0,), {}))
+    assert older.can_replace(newer)
+    assert newer.figures.throughput_points == (1.0, 2.0, 3.0)
+    assert set(newer.figures.latest) == {"throughput", "accuracy"}
+    assert newer.figures.progress == {"a": (1, 2), "b": (3, 4)}
+    assert not newer.can_replace(other_run)

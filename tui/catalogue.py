@@ -1,0 +1,241 @@
+"""What the pickers offer: model cards, datasets and profiles, read from core.
+
+:func:`load_catalogue` reads YAML, looks for weights and checks each profile (which
+imports ONNX Runtime), so the app calls it from a thread worker, never before the
+first frame. :class:`Selection` is the operator's choice; it becomes a ``RunConfig``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+DEMO_MODEL = "zh-ner-tiny"
+DEMO_PROFILE = "cpu-onnxruntime"
+DEMO_PRECISION = "fp32"
+
+TASK_SHORT = {
+    "token-classification": "NER",
+    "sequence-classification": "classification",
+    "sentence-pair-classification": "sentence pairs",
+}
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    title: str
+    family: str
+    task: str
+    max_seq_len: int
+    default_dataset: str
+    weights: str | None
+    """Where the weights were found; None means only a performance-only run is possible."""
+    missing: str = ""
+    """What was looked for, when the weights are absent."""
+    references: tuple[Any, ...] = ()
+
+    @property
+    def task_short(self) -> str:
+        return TASK_SHORT.get(self.task, self.task)
+
+
+@dataclass(frozen=True)
+class ProfileEntry:
+    name: str
+    title: str
+    runtime: str
+    precisions: tuple[str, ...]
+    available: bool | None
+    """None while the availability check (which may import torch) is still going."""
+    reason: str = ""
+    fix: str = ""
+    batch_size: int = 32
+    seq_len: int | None = None
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    models: tuple[ModelEntry, ...] = ()
+    profiles: tuple[ProfileEntry, ...] = ()
+    datasets: tuple[tuple[str, str], ...] = ()
+    problems: tuple[dict[str, Any], ...] = ()
+    """KilnErrors met while reading cards or profiles, as dicts (shown, never fatal)."""
+
+    def model(self, name: str | None) -> ModelEntry | None:
+        return next((m for m in self.models if m.name == name), None)
+
+    def profile(self, name: str | None) -> ProfileEntry | None:
+        return next((p for p in self.profiles if p.name == name), None)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The operator's choice on the main screen; None means the default."""
+
+    model: str | None = None
+    profile: str | None = None
+    precision: str = "fp32"
+    dataset: str | None = None
+    batch_size: int | None = None
+    seq_len: int | None = None
+    limit: int | None = None
+
+    def with_(self, **changes: Any) -> Selection:
+        return replace(self, **changes)
+
+    def to_config(self, catalogue: Catalogue) -> Any:
+        """The ``RunConfig`` for this choice (a model without weights runs perf-only)."""
+        from core.errors import ConfigError
+        from core.runconfig import RunConfig
+
+        if not self.model:
+            raise ConfigError("no model chosen", hint="pick a model card on the left")
+        entry = catalogue.model(self.model)
+        return RunConfig(
+            model=self.model,
+            profile=self.profile or DEMO_PROFILE,
+            precision=self.precision,
+            dataset=self.dataset,
+            batch_size=self.batch_size,
+            seq_len=self.seq_len,
+            limit=self.limit,
+            perf_only=entry is not None and entry.weights is None,
+        )
+
+
+def default_selection(catalogue: Catalogue, last_config: dict[str, Any] | None = None) -> Selection:
+    """The last run's choice if its model and profile still exist, else the demo."""
+    if last_config and catalogue.model(last_config.get("model")):
+        profile = catalogue.profile(last_config.get("profile"))
+        if profile is not None:
+            precision = last_config.get("precision", "fp32")
+            return Selection(
+                model=last_config.get("model"),
+                profile=profile.name,
+                precision=precision if precision in profile.precisions else profile.precisions[0],
+                dataset=last_config.get("dataset"),
+                batch_size=last_config.get("batch_size"),
+                seq_len=last_config.get("seq_len"),
+                limit=last_config.get("limit"),
+            )
+    model = catalogue.model(DEMO_MODEL) or (catalogue.models[0] if catalogue.models else None)
+    profile = catalogue.profile(DEMO_PROFILE) or next(
+        (p for p in catalogue.profiles if p.available is not False),
+        catalogue.profiles[0] if catalogue.profiles else None,
+    )
+    return Selection(
+        model=model.name if model else None,
+        profile=profile.name if profile else None,
+        precision=DEMO_PRECISION
+        if profile is None or DEMO_PRECISION in profile.precisions
+        else profile.precisions[0],
+    )
+
+
+def load_catalogue(*, check_profiles: bool = True) -> Catalogue:
+    """Read every card, profile and built-in dataset (slow-ish: call from a thread).
+
+    ``check_profiles=False`` skips the availability checks (some import torch, seconds):
+    profiles come back with ``available=None``; :func:`with_availability` fills them in.
+    """
+    from core.errors import KilnError, ModelNotFound
+
+    problems: list[dict[str, Any]] = []
+    models: list[ModelEntry] = []
+    try:
+        from core.models import list_cards, locate_weights
+
+        for card in list_cards():
+            weights, missing = None, ""
+            try:
+                weights = str(locate_weights(card))
+            except ModelNotFound as exc:
+                missing = exc.message
+            models.append(
+                ModelEntry(
+                    name=card.name,
+                    title=card.title,
+                    family=card.family,
+                    task=card.task,
+                    max_seq_len=card.max_seq_len,
+                    default_dataset=card.default_dataset,
+                    weights=weights,
+                    missing=missing,
+                    references=tuple(r.model_dump() for r in card.reference),
+                )
+            )
+    except KilnError as exc:
+        problems.append(exc.to_dict())
+    profiles: list[ProfileEntry] = []
+    try:
+        from core.profiles import check_availability, list_profiles
+
+        for profile in list_profiles():
+            status = check_availability(profile) if check_profiles else None
+            profiles.append(
+                ProfileEntry(
+                    name=profile.name,
+                    title=profile.title,
+                    runtime=profile.runtime,
+                    precisions=tuple(profile.precisions),
+                    available=status.available if status else None,
+                    reason=status.reason if status else "",
+                    fix=status.fix if status else "",
+                    batch_size=profile.defaults.batch_size,
+                    seq_len=profile.defaults.seq_len,
+                )
+            )
+    except KilnError as exc:
+        problems.append(exc.to_dict())
+    datasets: tuple[tuple[str, str], ...] = ()
+    try:
+        from core.data import builtin_datasets
+
+        datasets = tuple(builtin_datasets().items())
+    except KilnError as exc:
+        problems.append(exc.to_dict())
+    return Catalogue(tuple(models), tuple(profiles), datasets, tuple(problems))
+
+
+def with_availability(catalogue: Catalogue) -> Catalogue:
+    """The catalogue with every profile's availability checked (call from a thread)."""
+    from core.errors import KilnError
+    from core.profiles import check_availability, get_profile
+
+    problems = list(catalogue.problems)
+    profiles = []
+    for entry in catalogue.profiles:
+        try:
+            status = check_availability(get_profile(entry.name))
+        except KilnError as exc:
+            problems.append(exc.to_dict())
+            profiles.append(replace(entry, available=False, reason=exc.message))
+            continue
+        profiles.append(
+            replace(entry, available=status.available, reason=status.reason, fix=status.fix)
+        )
+    return replace(catalogue, profiles=tuple(profiles), problems=tuple(problems))
+
+
+def environment_checks() -> list[tuple[str, bool, str]]:
+    """(what, ok, detail) lines for the welcome screen; no heavy import happens here."""
+    import platform
+
+    from core.environment import cpu_info, package_version
+
+    checks: list[tuple[str, bool, str]] = []
+    version = platform.python_version()
+    checks.append(("Python", version.startswith("3.11"), version))
+    for package, why in (
+        ("torch", "loads and exports the models"),
+        ("transformers", "model and tokenizer classes"),
+        ("onnxruntime", "runs the CPU · ONNX Runtime profile"),
+        ("onnx", "reads and rewrites exported graphs"),
+    ):
+        found = package_version(package)
+        checks.append((package, found is not None, found or f"not installed ({why})"))
+    cpu = cpu_info()
+    cores = cpu.get("usable_cores") or cpu.get("logical_cores")
+    checks.append(("CPU", True, f"{cpu.get('model', 'unknown')} · {cores} cores"))
+    return checks

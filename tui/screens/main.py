@@ -1,0 +1,186 @@
+"""The main screen: choose a run on the left, watch it in the centre and on the right."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+
+from tui.catalogue import DEMO_MODEL, DEMO_PRECISION, DEMO_PROFILE, Catalogue, Selection
+from tui.catalogue import default_selection as pick_default
+from tui.messages import RunLaunched, RunLaunchFailed, SelectionChanged
+from tui.screens.monitor import LOG_BINDINGS, MonitorScreen
+from tui.state import RunView
+from tui.widgets.run_info import RunInfo
+from tui.widgets.setup_panel import SetupPanel
+
+HELP = """
+The main screen. On the left, choose what to run: a model card (its family and task,
+and whether its weights are here or only a performance-only run is possible), a
+dataset, a hardware profile (unavailable ones say why), a precision the profile
+offers, the batch size, the sequence length and how many test examples to score.
+
+Press r to start. The run executes in its own worker process and writes every event
+to the run store; this screen tails the store. The stage timeline shows each stage
+waiting, running with its elapsed time, done with its duration, skipped with the
+reason, or failed. The log streams compile and inference output: s and l filter it by
+stage and level, / searches it, and it follows new lines only while you are at the end.
+
+On the right: accuracy (live, beside the most recent fp32 run of the same model and
+data, and the figure published on the model card, with the difference), throughput
+(samples/s and its recent history, latency percentiles per batch, batch size and
+padding waste) and the worker's CPU and memory.
+
+Quitting while a run goes asks whether to leave it running (the default) or cancel
+it. Reopen Kiln and the run shows live again.
+"""
+
+
+class MainScreen(MonitorScreen):
+    SCREEN_TITLE = "Main"
+    HELP = HELP
+
+    BINDINGS = [
+        Binding("r", "start_run", "Run"),
+        Binding("c", "cancel_run", "Cancel"),
+        Binding("slash", "search_log", "Search"),
+        Binding("h", "app.show_runs", "Runs"),
+        *LOG_BINDINGS,
+        Binding("w", "app.show_welcome", "Welcome screen", show=False),
+        Binding("escape", "back", "Close search", show=False),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__(id="main-screen")
+        self.selection = Selection()
+        self.catalogue: Catalogue | None = None
+        self.last_config: dict[str, Any] | None = None
+        self._start_when_ready: bool | None = None
+        """A run asked for before the catalogue was in: None, or whether it is the demo."""
+
+    def compose_left(self) -> ComposeResult:
+        yield SetupPanel(id="setup")
+
+    def compose_left_bottom(self) -> ComposeResult:
+        yield RunInfo(id="run-info")
+
+    def when_ready(self) -> None:
+        self.watch(self.app, "catalogue", self._catalogue_changed)
+
+    def _catalogue_changed(self, catalogue: Catalogue | None) -> None:
+        if catalogue is None:
+            return
+        first = self.catalogue is None
+        self.catalogue = catalogue
+        if first:
+            self.selection = pick_default(catalogue, self.last_config)
+        self.query_one(SetupPanel).load(catalogue, self.selection)
+        self.selection = self.query_one(SetupPanel).selection
+        if self._start_when_ready is not None:
+            demo, self._start_when_ready = self._start_when_ready, None
+            self.action_start_run(demo=demo)
+
+    def remember_config(self, config: dict[str, Any] | None) -> None:
+        """The last run's choices become the default selection."""
+        self.last_config = config
+        if self.catalogue is not None and config and self._ready:
+            self.choose(pick_default(self.catalogue, config))
+
+    def choose(self, selection: Selection) -> None:
+        """Set the pickers (from the palette, the welcome screen or a past run)."""
+        self.selection = selection
+        if self.catalogue is not None and self._ready:
+            panel = self.query_one(SetupPanel)
+            panel.apply(selection)
+            self.selection = panel.selection
+
+    def choose_demo(self) -> None:
+        self.choose(Selection(model=DEMO_MODEL, profile=DEMO_PROFILE, precision=DEMO_PRECISION))
+
+    def on_selection_changed(self, message: SelectionChanged) -> None:
+        self.selection = message.selection
+
+    def on_setup_panel_list_requested(self, message: SetupPanel.ListRequested) -> None:
+        from tui.screens.modals import ChoiceScreen
+
+        panel, picker = message.panel, message.picker
+
+        def chosen(answer: tuple[Any] | None) -> None:
+            if answer is not None:
+                panel.set_value(picker.key, answer[0])
+
+        current = getattr(panel.selection, picker.key)
+        self.app.push_screen(ChoiceScreen(picker.label, message.options, current), chosen)
+
+    def update_left(self, view: RunView | None) -> None:
+        if view is not None:
+            self.query_one(RunInfo).show(view)
+
+    # -- starting a run ---------------------------------------------------------------------
+    def action_start_run(self, demo: bool = False) -> None:
+        if self.catalogue is None:
+            self._start_when_ready = demo
+            self.notify("reading model cards and profiles; the run starts when they are in")
+            return
+        if demo:
+            if self.catalogue.model(DEMO_MODEL) is None:
+                self.kiln.show_error(
+                    {
+                        "title": "Demo model not installed",
+                        "message": f"the model card '{DEMO_MODEL}' is not among this "
+                        "installation's cards, so there is no demo to run",
+                        "hint": f"`kiln finetune {DEMO_MODEL}` trains it; or choose any "
+                        "other model on the left and press r",
+                    }
+                )
+                return
+            self.choose_demo()
+        if self.view is not None and not self.view.is_finished:
+            self.notify(f"run {self.view.run_id} is still going (c cancels it)", severity="warning")
+            return
+        if self.pending:
+            return
+        try:
+            config = self.selection.to_config(self.catalogue)
+        except Exception as exc:  # noqa: BLE001 - a KilnError from RunConfig validation
+            from tui.screens.modals import error_dict
+
+            self.kiln.show_error(error_dict(exc))
+            return
+        self.pending = "checking the model, profile and data before starting…"
+        self.refresh_panes(force=True)
+        self._launch(config)
+
+    @work(thread=True, exclusive=True, group="launch", exit_on_error=False)
+    def _launch(self, config: Any) -> None:
+        from core.errors import KilnError
+        from core.launcher import launch
+        from core.stages import preflight
+        from core.store import RunStore
+
+        try:
+            preflight(config)
+            with RunStore(self.kiln.store_path) as store:
+                run_id = launch(config, store)
+        except KilnError as exc:
+            self.post_message(RunLaunchFailed(exc.to_dict()))
+        except Exception as exc:  # noqa: BLE001 - never let a launch bug kill the app
+            from tui.screens.modals import error_dict
+
+            self.post_message(RunLaunchFailed(error_dict(exc)))
+        else:
+            self.post_message(RunLaunched(run_id))
+
+    def on_run_launched(self, message: RunLaunched) -> None:
+        self.pending = None
+        self.attach(message.run_id)
+
+    def on_run_launch_failed(self, message: RunLaunchFailed) -> None:
+        self.pending = None
+        self.refresh_panes(force=True)
+        self.kiln.show_error(message.error)
+
+    def action_back(self) -> None:
+        self.log_panel.close_search()

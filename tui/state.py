@@ -1,0 +1,454 @@
+"""What the app knows about one run, rebuilt from its events: no Textual, no store.
+
+The tail worker reads events from the run store; the screen feeds them to a
+:class:`RunView` on the UI thread; panes draw from it. Everything here is plain
+Python so it is unit-tested without a screen, and it holds bounded memory however
+long the run: logs go through a capped deque, the throughput history is a short window.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from rich.cells import cell_len
+
+from core.events import (
+    STAGES,
+    ArtifactWritten,
+    Event,
+    LogLine,
+    MetricSampled,
+    ProgressAdvanced,
+    RunFinished,
+    RunStarted,
+    StageFailed,
+    StageFinished,
+    StageSkipped,
+    StageStarted,
+)
+
+LOG_CAP = 5_000
+"""Log lines kept in memory per run (the store keeps them all)."""
+HISTORY_CAP = 240
+"""Throughput points kept for the sparkline."""
+REFRESH_INTERVAL_S = 0.2
+"""Panes repaint at most this often, however fast events arrive (bounded for SSH links)."""
+
+TERMINAL = frozenset({"succeeded", "failed", "cancelled", "interrupted"})
+LEVELS = ("debug", "info", "warning", "error")
+"""Log levels from least to most severe; the log filter shows a level and above."""
+
+
+@dataclass(frozen=True, slots=True)
+class LogEntry:
+    """One display line of the run log (a multi-line message becomes several)."""
+
+    seq: int
+    ts: float
+    stage: str | None
+    level: str
+    text: str
+    severity: int = 1
+    """The level as a rank (0 debug .. 3 error), computed once."""
+    width: int = 0
+    """The text's width in terminal cells, computed once."""
+
+
+def level_rank(level: str) -> int:
+    level = level.lower()
+    if level in ("critical", "fatal"):
+        return 3
+    try:
+        return LEVELS.index(level)
+    except ValueError:
+        return 1
+
+
+@dataclass
+class StageState:
+    """A stage on the timeline: waiting, running, done, skipped, failed or cancelled."""
+
+    name: str
+    status: str = "waiting"
+    started: float | None = None
+    duration_s: float | None = None
+    description: str = ""
+    reason: str = ""
+    error: dict[str, Any] | None = None
+    summary: dict[str, Any] = field(default_factory=dict)
+    done: int | None = None
+    total: int | None = None
+
+    def elapsed(self, now: float) -> float | None:
+        if self.duration_s is not None:
+            return self.duration_s
+        if self.started is not None:
+            return max(0.0, now - self.started)
+        return None
+
+
+class RunView:
+    """The state of one run as its events describe it; ``apply`` is the only writer."""
+
+    def __init__(self, run_id: str, *, log_cap: int = LOG_CAP) -> None:
+        self.run_id = run_id
+        self.status = "starting"
+        self.config: dict[str, Any] = {}
+        self.environment: dict[str, Any] = {}
+        self.started: float | None = None
+        self.finished: float | None = None
+        self.stages: dict[str, StageState] = {name: StageState(name) for name in STAGES}
+        self.current: str | None = None
+        self.accuracy: dict[str, Any] | None = None
+        self.throughput: dict[str, Any] | None = None
+        self.resources: dict[str, Any] | None = None
+        self.history: deque[float] = deque(maxlen=HISTORY_CAP)
+        self.result: dict[str, Any] | None = None
+        self.error: dict[str, Any] | None = None
+        self.artifacts: list[tuple[str, str]] = []
+        self.new_log: deque[LogEntry] = deque(maxlen=log_cap)
+        """Lines not yet handed to the log widget (drained every repaint)."""
+        self.log_total = 0
+        self.warnings = 0
+        self.errors = 0
+        self.last_seq = 0
+        self.dirty = True
+
+    # -- reading ------------------------------------------------------------------------
+    @property
+    def is_finished(self) -> bool:
+        return self.status in TERMINAL
+
+    @property
+    def model(self) -> str:
+        return str(self.config.get("model", ""))
+
+    @property
+    def perf_only(self) -> bool:
+        if self.result and "perf_only" in self.result:
+            return bool(self.result["perf_only"])
+        load = self.stages["load"].summary
+        if "perf_only" in load:
+            return bool(load["perf_only"])
+        return bool(self.config.get("perf_only"))
+
+    @property
+    def batch_size(self) -> int | None:
+        for source in (self.result or {}, self.stages["resolve"].summary, self.config):
+            if source.get("batch_size"):
+                return int(source["batch_size"])
+        return None
+
+    @property
+    def examples(self) -> int | None:
+        for source in (self.result or {}, self.stages["load"].summary):
+            if source.get("examples") is not None:
+                return int(source["examples"])
+        return None
+
+    def dataset_key(self) -> tuple[str, str] | None:
+        """(dataset, split) once resolve named them, else what the config asked for."""
+        summary = self.stages["resolve"].summary
+        if summary.get("dataset"):
+            return str(summary["dataset"]), str(summary.get("split", ""))
+        if self.result and self.result.get("dataset"):
+            return str(self.result["dataset"]), str(self.result.get("split", ""))
+        if self.config.get("dataset"):
+            return str(self.config["dataset"]), str(self.config.get("split", "test"))
+        return None
+
+    def elapsed(self, now: float) -> float | None:
+        if self.started is None:
+            return None
+        end = self.finished if self.finished is not None else now
+        return max(0.0, end - self.started)
+
+    def drain_log(self) -> list[LogEntry]:
+        lines = list(self.new_log)
+        self.new_log.clear()
+        return lines
+
+    # -- writing ------------------------------------------------------------------------
+    def apply_all(self, events: Iterable[Event]) -> None:
+        for event in events:
+            self.apply(event)
+
+    def apply(self, event: Event) -> None:
+        self.dirty = True
+        if isinstance(event, LogLine):
+            self._log(event)
+        elif isinstance(event, MetricSampled):
+            self.apply_metric(event.group, event.values, event.ts)
+        elif isinstance(event, ProgressAdvanced):
+            stage = self.stages.get(event.stage_name)
+            if stage is not None:
+                stage.done, stage.total = event.done, event.total
+        elif isinstance(event, StageStarted):
+            stage = self._stage(event.stage_name)
+            stage.status, stage.started, stage.duration_s = "running", event.ts, None
+            stage.description = event.description
+            self.current = event.stage_name
+            if self.status in ("starting", "queued"):
+                self.status = "running"
+        elif isinstance(event, StageFinished):
+            stage = self._stage(event.stage_name)
+            stage.status, stage.duration_s, stage.summary = "done", event.duration_s, event.summary
+        elif isinstance(event, StageSkipped):
+            stage = self._stage(event.stage_name)
+            stage.status, stage.reason = "skipped", event.reason
+        elif isinstance(event, StageFailed):
+            stage = self._stage(event.stage_name)
+            kind = str(event.error.get("kind", ""))
+            stage.status = "cancelled" if kind == "Cancelled" else "failed"
+            stage.duration_s, stage.error = event.duration_s, event.error
+        elif isinstance(event, RunStarted):
+            self.config = dict(event.config)
+            self.environment = dict(event.environment)
+            self.started = event.ts
+            self.status = "running"
+        elif isinstance(event, RunFinished):
+            self._finish(event)
+        elif isinstance(event, ArtifactWritten):
+            self.artifacts.append((event.artifact, event.path))
+
+    def apply_metric(self, group: str, values: dict[str, Any], ts: float | None = None) -> None:
+        self.dirty = True
+        if group == "accuracy":
+            self.accuracy = dict(values)
+        elif group == "throughput":
+            self.throughput = dict(values)
+            point = values.get("window_samples_per_s", values.get("samples_per_s"))
+            if isinstance(point, int | float):
+                self.history.append(float(point))
+        elif group == "resources":
+            self.resources = dict(values)
+
+    def apply_record(self, status: str, config: dict[str, Any], created: float | None) -> None:
+        """What the store's run row says, for a run whose events have not arrived yet."""
+        self.dirty = True
+        if not self.config:
+            self.config = dict(config)
+        if self.started is None and created is not None and status not in ("queued",):
+            self.started = created
+        if status in TERMINAL or self.status in ("starting", "queued"):
+            self.status = status
+
+    def _stage(self, name: str) -> StageState:
+        if name not in self.stages:
+            self.stages[name] = StageState(name)
+        return self.stages[name]
+
+    def _log(self, event: LogLine) -> None:
+        rank = level_rank(event.level)
+        if rank == 2:
+            self.warnings += 1
+        elif rank >= 3:
+            self.errors += 1
+        level = LEVELS[min(rank, 3)]
+        for text in str(event.message).replace("\t", "    ").splitlines() or [""]:
+            self.log_total += 1
+            self.new_log.append(
+                LogEntry(
+                    self.log_total, event.ts, event.stage_name, level, text, rank, cell_len(text)
+                )
+            )
+
+    def _finish(self, event: RunFinished) -> None:
+        self.status = event.status
+        self.finished = event.ts
+        self.error = event.error
+        if event.result:
+            self.result = dict(event.result)
+            if self.result.get("metrics") and self.accuracy is None:
+                self.accuracy = dict(self.result["metrics"])
+        for stage in self.stages.values():
+            if stage.status == "running":
+                stage.status = "cancelled" if event.status == "cancelled" else "failed"
+                if stage.started is not None:
+                    stage.duration_s = max(0.0, event.ts - stage.started)
+        self.current = None
+
+
+# -- references: the fp32 run and the card's published figure -------------------------------
+def _record_dataset(record: Any) -> tuple[str, str] | None:
+    result = record.result or {}
+    if result.get("dataset"):
+        return str(result["dataset"]), str(result.get("split", ""))
+    config = record.config or {}
+    if config.get("dataset"):
+        return str(config["dataset"]), str(config.get("split", "test"))
+    return None
+
+
+def fp32_reference(
+    records: Sequence[Any],
+    *,
+    model: str,
+    dataset: tuple[str, str] | None,
+    examples: int | None = None,
+    exclude: str | None = None,
+) -> Any | None:
+    """The most recent succeeded fp32 run of the same model on the same data, if any.
+
+    ``records`` are run-store rows, newest first (as ``RunStore.runs()`` returns them).
+    Only runs that scored accuracy count, and when both sides know how many examples
+    they evaluated, the counts must match: a 40-example smoke run is no reference for
+    a full test split.
+    """
+    for record in records:
+        if record.id == exclude or record.status != "succeeded" or record.precision != "fp32":
+            continue
+        if record.model != model:
+            continue
+        result = record.result or {}
+        if not result.get("metrics") or result.get("perf_only"):
+            continue
+        if dataset is not None and _record_dataset(record) != dataset:
+            continue
+        if examples is not None and result.get("examples") not in (None, examples):
+            continue
+        return record
+    return None
+
+
+def published_figure(references: Iterable[Any], metric: str) -> tuple[float, str] | None:
+    """The card's figure for ``metric`` (fp32 preferred) as ``(value, label)``."""
+    candidates = []
+    for ref in references:
+        get = ref.get if isinstance(ref, dict) else (lambda k, r=ref: getattr(r, k, None))
+        if get("metric") == metric and get("value") is not None:
+            candidates.append(
+                (
+                    get("precision") != "fp32",
+                    float(get("value")),
+                    f"{get('precision') or ''} {get('runtime') or ''}".strip(),
+                )
+            )
+    if not candidates:
+        return None
+    candidates.sort(key=lambda c: c[0])
+    _, value, label = candidates[0]
+    return value, label
+
+
+# -- what the accuracy pane shows --------------------------------------------------------------
+NER_ROWS = (
+    ("entity_f1", "entity F1"),
+    ("entity_precision", "precision"),
+    ("entity_recall", "recall"),
+    ("token_accuracy", "token acc"),
+)
+CLASSIFICATION_ROWS = (("accuracy", "accuracy"), ("macro_f1", "macro-F1"))
+
+
+@dataclass(frozen=True)
+class FigureRow:
+    """One line of the accuracy pane: live value, the fp32 run's, the card's, and Δ."""
+
+    metric: str
+    label: str
+    live: float | None
+    reference: float | None
+    card: float | None
+
+    @property
+    def delta(self) -> float | None:
+        """Live minus the fp32 reference run, or minus the card when there is no such run."""
+        if self.live is None:
+            return None
+        base = self.reference if self.reference is not None else self.card
+        return None if base is None else self.live - base
+
+
+@dataclass(frozen=True)
+class AccuracyTable:
+    task: str
+    """ner, classification or unknown (nothing scored yet and no card to say)."""
+    rows: tuple[FigureRow, ...]
+    per_label: tuple[tuple[str, float, float, float, int], ...]
+    """(label, f1, precision, recall, support) for each entity type or class."""
+    reference_run: str | None
+    delta_basis: str
+    """'fp32 run', 'card' or '' (no basis)."""
+    scored: int | None
+    """Sentences or samples scored so far."""
+    perf_only: bool
+    final: bool
+
+
+def accuracy_table(
+    view: RunView,
+    *,
+    task: str | None = None,
+    reference: Any | None = None,
+    card_references: Iterable[Any] = (),
+) -> AccuracyTable:
+    """Everything the accuracy pane draws, from the latest snapshot and the references."""
+    live = view.accuracy or {}
+    if task is None:
+        task = (
+            "ner" if "entity_f1" in live else "classification" if "accuracy" in live else "unknown"
+        )
+    ref_metrics = (reference.result or {}).get("metrics") or {} if reference else {}
+    card_refs = list(card_references)
+    if not card_refs and view.result:
+        card_refs = list(view.result.get("reference") or [])
+    spec = NER_ROWS if task == "ner" else CLASSIFICATION_ROWS if task == "classification" else ()
+    rows = []
+    for metric, label in spec:
+        card = published_figure(card_refs, metric)
+        rows.append(
+            FigureRow(
+                metric,
+                label,
+                _num(live.get(metric)),
+                _num(ref_metrics.get(metric)),
+                card[0] if card else None,
+            )
+        )
+    per = live.get("per_type") or live.get("per_class") or {}
+    per_label = tuple(
+        (
+            str(name),
+            float(score.get("f1", 0.0)),
+            float(score.get("precision", 0.0)),
+            float(score.get("recall", 0.0)),
+            int(score.get("support", 0)),
+        )
+        for name, score in sorted(per.items())
+        if isinstance(score, dict)
+    )
+    basis = ""
+    if any(r.reference is not None for r in rows):
+        basis = "fp32 run"
+    elif any(r.card is not None for r in rows):
+        basis = "card"
+    scored = live.get("sentences", live.get("count"))
+    return AccuracyTable(
+        task=task,
+        rows=tuple(rows),
+        per_label=per_label,
+        reference_run=reference.id if reference is not None else None,
+        delta_basis=basis,
+        scored=int(scored) if isinstance(scored, int | float) else None,
+        perf_only=view.perf_only,
+        final=bool(live.get("final")) or view.is_finished,
+    )
+
+
+def task_of(card_task: str | None) -> str | None:
+    if card_task is None:
+        return None
+    return "ner" if card_task == "token-classification" else "classification"
+
+
+def _num(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+Clock = Callable[[], float]

@@ -1,0 +1,98 @@
+"""Live accuracy beside the fp32 reference run and the card's published figure."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import Static
+
+from tui import format as fmt
+from tui.state import AccuracyTable
+from tui.widgets.guard import guarded
+
+COLUMNS = (10, 7, 9, 9, 8)
+"""Widths: label, live, fp32 run, delta, card (fixed, so figures line up as they change)."""
+
+
+def _row(cells: list[Text]) -> Text:
+    line = Text(no_wrap=True, overflow="ellipsis")
+    for i, (cell, width) in enumerate(zip(cells, COLUMNS, strict=True)):
+        pad = max(0, width - cell.cell_len)
+        if i == 0:
+            line.append_text(cell)
+            line.append(" " * pad)
+        else:
+            line.append(" " * pad)
+            line.append_text(cell)
+    return line
+
+
+def render_accuracy(table: AccuracyTable | None, height: int) -> Text:
+    if table is None:
+        return Text("no run in view", style="dim")
+    if table.perf_only:
+        return Text(
+            "performance-only run (random weights): accuracy is not measured, "
+            "only speed. Give the card real weights to score it.",
+            style="yellow",
+        )
+    if table.task == "unknown":
+        return Text("waiting for the evaluate stage…", style="dim")
+    delta_head = {"fp32 run": "Δ run", "card": "Δ card"}.get(table.delta_basis, "Δ")
+    lines = [
+        _row(
+            [
+                Text(""),
+                Text("final" if table.final else "live", style="bold"),
+                Text("fp32 run", style="dim"),
+                Text(delta_head, style="dim"),
+                Text("card", style="dim"),
+            ]
+        )
+    ]
+    for index, row in enumerate(table.rows):
+        strong = "bold" if index == 0 else ""
+        lines.append(
+            _row(
+                [
+                    Text(row.label, style=strong),
+                    Text(fmt.metric(row.live), style=strong),
+                    Text(fmt.metric(row.reference), style="dim"),
+                    fmt.delta(row.delta),
+                    Text(fmt.metric(row.card), style="dim"),
+                ]
+            )
+        )
+    room = height - len(lines) - 1
+    if table.per_label and room >= 2:
+        lines.append(Text(f"{'':<10}{'F1':>7}{'P':>7}{'R':>7}{'n':>8}", style="dim"))
+        for name, f1, precision, recall, support in table.per_label[: room - 1]:
+            line = Text(f"{name[:10]:<10}{fmt.metric(f1, 3):>7}", no_wrap=True)
+            line.append(f"{fmt.metric(precision, 3):>7}{fmt.metric(recall, 3):>7}", style="dim")
+            line.append(f"{support:>8,}", style="dim")
+            lines.append(line)
+    return Text("\n").join(lines)
+
+
+class AccuracyPane(Static):
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.border_title = "Accuracy"
+        self._table: AccuracyTable | None = None
+
+    def show(self, table: AccuracyTable | None) -> None:
+        if table == self._table and table is not None:
+            return
+        self._table = table
+        subtitle = ""
+        if table is not None and not table.perf_only and table.task != "unknown":
+            unit = "sentences" if table.task == "ner" else "samples"
+            if table.scored is not None:
+                subtitle = f"{table.scored:,} {unit}"
+            if table.reference_run:
+                subtitle += f" · ref {table.reference_run}"
+        self.border_subtitle = subtitle
+        self.refresh()
+
+    @guarded
+    def render(self) -> Text:
+        return render_accuracy(self._table, self.content_size.height or 8)

@@ -1,0 +1,89 @@
+"""Live throughput: samples/s with a sparkline, latency quantiles, batch, padding waste."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import Static
+
+from tui import format as fmt
+from tui.state import RunView
+from tui.widgets.guard import guarded
+
+
+def throughput_figures(view: RunView | None) -> tuple:
+    """Everything the pane draws, as a value (the pane repaints only when it changes)."""
+    if view is None:
+        return ()
+    values = view.throughput or (view.result or {}).get("throughput") or {}
+    latency = values if "p50_ms" in values else (view.result or {}).get("latency") or {}
+    return (
+        values.get("samples_per_s"),
+        values.get("window_samples_per_s"),
+        values.get("tokens_per_s"),
+        values.get("samples"),
+        values.get("padding_waste"),
+        latency.get("p50_ms"),
+        latency.get("p90_ms"),
+        latency.get("p99_ms"),
+        view.batch_size,
+        tuple(view.history),
+    )
+
+
+def render_throughput(view: RunView | None, width: int, height: int) -> Text:
+    if view is None:
+        return Text("no run in view", style="dim")
+    (speed, window, tokens, samples, waste, p50, p90, p99, batch, history) = throughput_figures(
+        view
+    )
+    if speed is None:
+        return Text("waiting for the first batch…", style="dim")
+    lines = []
+    head = Text(no_wrap=True, overflow="ellipsis")
+    head.append(fmt.number(speed), style="bold")
+    head.append(" samples/s", style="dim")
+    if window is not None and width >= 34:
+        head.append(f"  now {fmt.number(window)}", style="dim")
+    lines.append(head)
+    spark = fmt.sparkline(list(history), max(4, width))
+    if spark:
+        lines.append(Text(spark, style="cyan", no_wrap=True))
+    if width >= 34:
+        quantiles = f"p50 {fmt.number(p50)} · p90 {fmt.number(p90)} · p99 {fmt.number(p99)} ms"
+    else:
+        quantiles = f"p50/90/99 {fmt.number(p50)}/{fmt.number(p90)}/{fmt.number(p99)} ms"
+    lines.append(Text(quantiles, no_wrap=True, overflow="ellipsis"))
+    tail = Text(no_wrap=True, overflow="ellipsis")
+    tail.append("batch ", style="dim")
+    tail.append(str(batch or fmt.DASH))
+    tail.append(" · pad waste ", style="dim")
+    tail.append(fmt.percent(waste))
+    lines.append(tail)
+    if height >= 6:
+        more = Text(no_wrap=True, overflow="ellipsis")
+        more.append("tokens/s ", style="dim")
+        more.append(fmt.number(tokens, 0))
+        more.append(" · samples ", style="dim")
+        more.append(f"{int(samples or 0):,}")
+        lines.append(more)
+    return Text("\n").join(lines[: max(1, height)])
+
+
+class ThroughputPane(Static):
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.border_title = "Throughput"
+        self._view: RunView | None = None
+        self._drawn: tuple | None = None
+
+    def show(self, view: RunView | None) -> None:
+        figures = (id(view), throughput_figures(view))
+        if figures == self._drawn:
+            return
+        self._view, self._drawn = view, figures
+        self.refresh()
+
+    @guarded
+    def render(self) -> Text:
+        size = self.content_size
+        return render_throughput(self._view, size.width or 40, size.height or 5)
