@@ -96,3 +96,39 @@ def fuse_transformer(
 def model_shape(model: Any) -> tuple[int, int]:
     """(num_heads, hidden_size) of a transformers model, for the fusion passes."""
     return int(model.config.num_attention_heads), int(model.config.hidden_size)
+
+
+def simplify(onnx_path: Path) -> tuple[Path, dict[str, int], bool]:
+    """onnxslim's simplified graph; returns ``(path, node counts before/after, cached)``."""
+    import onnx
+    import onnxslim
+
+    key = cache_key(
+        kind="onnxslim",
+        version=OPTIMIZE_VERSION,
+        source=file_sha256(onnx_path),
+        onnxslim=onnxslim.__version__,
+    )
+    target = entry_dir(key)
+    meta = reuse_entry(target, needs=("nodes",))
+    if meta is not None:
+        log.info("reusing cached simplified graph %s", target / "model.onnx")
+        return target / "model.onnx", meta["nodes"], True
+    work = new_workdir(".slim-", "a simplified graph")
+    try:
+        before = len(onnx.load(str(onnx_path), load_external_data=False).graph.node)
+        model = onnxslim.slim(str(onnx_path))
+        onnx.save(model, str(work / "model.onnx"))
+        nodes = {"before": before, "after": len(model.graph.node)}
+        write_meta(work, {"key": key, "nodes": nodes})
+        publish_entry(work, target)
+    except Exception as exc:
+        raise disk_full(exc, "a simplified graph", target.parent) or ExportError(
+            f"graph simplification failed: {str(exc).splitlines()[0][:300]}",
+            path=onnx_path,
+            hint="set `optimize: {simplify: false}` in the profile",
+        ) from exc
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    log.info("simplified graph: %d -> %d nodes", nodes["before"], nodes["after"])
+    return target / "model.onnx", nodes, False

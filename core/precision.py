@@ -22,32 +22,56 @@ log = logging.getLogger(__name__)
 
 
 def optimize(state: RunState, run: StageRunner) -> None:
-    from core.optimize import fuse_transformer, model_shape
+    from core.optimize import fuse_transformer, model_shape, simplify
 
     profile = state.profile
-    if profile.runtime != "onnxruntime":
-        run.skip("optimize", "the profile's runtime compiles the model itself")
-        return
-    if not profile.optimize.fusion:
-        run.skip("optimize", f"profile '{profile.name}' asks for no graph fusion")
+    onnx_based = state.onnx_path is not None and profile.runtime in (
+        "onnxruntime",
+        "openvino",
+        "external",
+    )
+    wants_fusion = profile.optimize.fusion and profile.runtime == "onnxruntime"
+    if not onnx_based or not (profile.optimize.simplify or wants_fusion):
+        reason = (
+            "the profile's runtime compiles the model itself"
+            if not onnx_based
+            else f"profile '{profile.name}' asks for no graph rewriting"
+        )
+        run.skip("optimize", reason)
         return
     with run.stage("optimize") as summary:
-        heads, hidden = model_shape(state.loaded.model)
-        path, counts, cached = fuse_transformer(
-            state.onnx_path, num_heads=heads, hidden_size=hidden
-        )
-        state.fused_path = path
-        summary |= {"path": str(path), "fused": counts, "cached": cached}
-        run.emit(
-            ArtifactWritten(
-                "optimize",
-                "onnx-fused",
-                str(path),
-                "",
-                path.stat().st_size,
-                {"fused": counts, "cached": cached},
+        if profile.optimize.simplify:
+            # Everything downstream (fusion, int8, vendor compilers) starts from this graph.
+            path, nodes, cached = simplify(state.onnx_path)
+            state.onnx_path = path
+            summary["simplified"] = {"nodes": nodes, "cached": cached, "path": str(path)}
+            run.emit(
+                ArtifactWritten(
+                    "optimize",
+                    "onnx-simplified",
+                    str(path),
+                    "",
+                    path.stat().st_size,
+                    {"nodes": nodes, "cached": cached},
+                )
             )
-        )
+        if wants_fusion:
+            heads, hidden = model_shape(state.loaded.model)
+            path, counts, cached = fuse_transformer(
+                state.onnx_path, num_heads=heads, hidden_size=hidden
+            )
+            state.fused_path = path
+            summary |= {"path": str(path), "fused": counts, "cached": cached}
+            run.emit(
+                ArtifactWritten(
+                    "optimize",
+                    "onnx-fused",
+                    str(path),
+                    "",
+                    path.stat().st_size,
+                    {"fused": counts, "cached": cached},
+                )
+            )
 
 
 def build_recipe(state: RunState) -> Any:

@@ -128,6 +128,9 @@ class GraphOptions(FrozenConfig):
 
     fusion: bool = False
     """ONNX Runtime transformer fusion (Attention, SkipLayerNorm, BiasGelu, ...)."""
+    simplify: bool = False
+    """Simplify the exported graph with onnxslim first (constant folding, dead nodes),
+    as vendor recipes do with onnxsim before their compilers."""
 
 
 class Int8Options(FrozenConfig):

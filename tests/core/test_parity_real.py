@@ -99,3 +99,22 @@ def test_static_shape_profile(tiny_assets: Path, kiln_home: Path, tmp_path: Path
         for p in exported
     }
     assert (8, 48) in dims
+
+
+def test_simplify_then_fuse(tiny_assets: Path, kiln_home: Path, tmp_path: Path) -> None:
+    from core.events import StageFinished
+
+    profile = tmp_path / "slim-check.yaml"
+    profile.write_text(
+        "name: slim-check\ntitle: simplify then fuse\nruntime: onnxruntime\n"
+        "precisions: [fp32]\noptimize: {simplify: true, fusion: true}\n"
+    )
+    events: list = []
+    result = run_pipeline(
+        RunConfig(model="tiny-ner-bert", profile=str(profile), limit=16), "slim", events.append
+    )
+    (optimize,) = [e for e in events if isinstance(e, StageFinished) and e.stage_name == "optimize"]
+    nodes = optimize.summary["simplified"]["nodes"]
+    assert nodes["after"] < nodes["before"]
+    assert optimize.summary["fused"]  # the simplified graph still fuses
+    assert result["parity"]["status"] == "pass"
