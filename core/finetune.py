@@ -54,13 +54,14 @@ def _command_line(args: argparse.Namespace) -> tuple[str, ...]:
     if "finetune" in argv and args.model in argv:
         return ("kiln", *argv[argv.index("finetune") :])
     rebuilt = ["kiln", "finetune", args.model]
-    for name in ("out", "cards_dir", "epochs", "max_minutes", "limit_train", "limit_eval"):
-        value = getattr(args, name)
+    flags = {"num_layers": "--layers", "num_heads": "--heads"}
+    for name in (
+        "out", "cards_dir", "epochs", "max_minutes", "limit_train", "limit_eval", "seed",
+        "threads", "hidden_size", "num_layers", "num_heads", "intermediate_size", "learning_rate",
+    ):  # fmt: skip
+        value = getattr(args, name, None)
         if value is not None:
-            rebuilt += [f"--{name.replace('_', '-')}", str(value)]
-    for name in ("seed", "threads"):
-        if getattr(args, name) is not None:
-            rebuilt += [f"--{name}", str(getattr(args, name))]
+            rebuilt += [flags.get(name, f"--{name.replace('_', '-')}"), str(value)]
     return tuple(rebuilt)
 
 

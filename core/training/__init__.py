@@ -4,8 +4,9 @@ Recipes name everything a shipped model needs; ``train`` runs one, keeps the bes
 on dev, reports test, saves a Hugging Face directory and writes the model card.
 """
 
+from core.training.batches import epoch_order
 from core.training.evaluation import evaluate
-from core.training.loop import TrainingProgress, TrainingReport, epoch_order, train
+from core.training.loop import TrainingProgress, TrainingReport, train
 from core.training.recipes import RECIPES, Recipe, get_recipe
 from core.training.vocabulary import SPECIAL_TOKENS, build_tokenizer, build_vocabulary
 

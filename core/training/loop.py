@@ -2,8 +2,7 @@
 
 Deterministic for a given recipe, seed and thread count: the model is initialised after
 ``torch.manual_seed``, the data order comes from one seeded generator in this process
-(no loader workers). Batches are length-bucketed (shuffle, sort by length within chunks
-of 50 batches, shuffle the batches), which cuts padding several-fold on these corpora.
+(no loader workers), and batches are length-bucketed (``core.training.batches``).
 """
 
 from __future__ import annotations
@@ -24,16 +23,13 @@ from core.encode import Encoded, encode
 from core.errors import Cancelled, ConfigError
 from core.models.families import get_family
 from core.paths import assets_dir
+from core.training.batches import collate, epoch_order, make_optimizer, training_labels
 from core.training.evaluation import evaluate, primary_metric
 from core.training.recipes import Recipe
 from core.training.record import write_card
 from core.training.vocabulary import build_tokenizer, build_vocabulary, write_vocabulary
 
 log = logging.getLogger(__name__)
-
-IGNORE_INDEX = -100
-CHUNK_BATCHES = 50
-"""Batches per sorting chunk: large enough to bucket well, small enough to stay random."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +46,10 @@ class TrainingProgress:
     """Mean training loss over the last ~50 steps."""
     examples_per_s: float
     elapsed_s: float
+    metric: str = ""
+    """The task's headline figure: ``entity_f1`` or ``accuracy``."""
+    dev_score: float | None = None
+    """That figure on dev after the latest epoch, once there is one."""
 
 
 @dataclass(frozen=True)
@@ -85,82 +85,6 @@ class TrainingReport:
 ProgressCallback = Callable[[TrainingProgress], None]
 
 
-def _training_labels(encoded: Encoded, example: Any, task: str, label2id: dict[str, int]) -> Any:
-    """Token labels on each word's first sub-token (-100 elsewhere), or the class id."""
-    if task != "token-classification":
-        return label2id[example.label]
-    labels = np.full(encoded.length, IGNORE_INDEX, dtype=np.int64)
-    seen: set[int] = set()
-    for position, word in enumerate(encoded.word_ids or ()):
-        if word is not None and word not in seen:
-            seen.add(word)
-            labels[position] = label2id[example.tags[word]]
-    return labels
-
-
-def epoch_order(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
-    """Index batches for one epoch: shuffled, sorted by length within chunks, shuffled."""
-    order = rng.permutation(len(lengths))
-    batches: list[np.ndarray] = []
-    chunk_size = batch_size * CHUNK_BATCHES
-    for start in range(0, len(order), chunk_size):
-        chunk = order[start : start + chunk_size]
-        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
-        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
-    return [batches[i] for i in rng.permutation(len(batches))]
-
-
-def _collate(
-    rows: np.ndarray, encoded: Sequence[Encoded], targets: Sequence[Any], task: str, pad_id: int
-) -> dict[str, Any]:
-    import torch
-
-    width = max(encoded[i].length for i in rows)
-    ids = np.full((len(rows), width), pad_id, dtype=np.int64)
-    mask = np.zeros((len(rows), width), dtype=np.int64)
-    token_labels = np.full((len(rows), width), IGNORE_INDEX, dtype=np.int64)
-    for r, i in enumerate(rows):
-        n = encoded[i].length
-        ids[r, :n] = encoded[i].input_ids
-        mask[r, :n] = 1
-        if task == "token-classification":
-            token_labels[r, :n] = targets[i]
-    labels = (
-        token_labels if task == "token-classification" else np.array([targets[i] for i in rows])
-    )
-    return {
-        "input_ids": torch.from_numpy(ids),
-        "attention_mask": torch.from_numpy(mask),
-        "labels": torch.from_numpy(labels),
-    }
-
-
-def _optimizer(model: Any, recipe: Recipe, total_steps: int) -> tuple[Any, Any]:
-    """AdamW without decay on biases and LayerNorm, linear warm-up then linear decay to 0."""
-    import torch
-
-    decay, no_decay = [], []
-    for name, param in model.named_parameters():
-        (no_decay if param.ndim < 2 or "LayerNorm" in name else decay).append(param)
-    optimizer = torch.optim.AdamW(
-        [
-            {"params": decay, "weight_decay": recipe.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ],
-        lr=recipe.learning_rate,
-        betas=(0.9, 0.98),
-        eps=1e-6,
-    )
-    warmup = max(1, int(total_steps * recipe.warmup_fraction))
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
-
-    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
 def default_command(recipe_name: str, **options: Any) -> tuple[str, ...]:
     """The ``kiln finetune`` command line equivalent to a programmatic call."""
     argv = ["kiln", "finetune", recipe_name]
@@ -168,6 +92,185 @@ def default_command(recipe_name: str, **options: Any) -> tuple[str, ...]:
         if value is not None:
             argv += [f"--{key.replace('_', '-')}", str(value)]
     return tuple(argv)
+
+
+@dataclass
+class _Prepared:
+    """The data side of a run: splits, vocabulary, tokenizer and encoded TRAIN."""
+
+    dataset: Dataset
+    train: Sequence[Any]
+    dev: Sequence[Any]
+    test: Sequence[Any]
+    vocabulary: list[str]
+    tokenizer: Any
+    encoded: list[Encoded]
+    targets: list[Any]
+    lengths: np.ndarray
+
+
+def _prepare(recipe: Recipe, limit_train: int | None, limit_eval: int | None) -> _Prepared:
+    dataset: Dataset = load_builtin(recipe.dataset)
+    if dataset.task != recipe.task:
+        raise ConfigError(
+            f"recipe {recipe.name} is {recipe.task} but dataset {recipe.dataset} is {dataset.task}"
+        )
+    for name, value in (("limit-train", limit_train), ("limit-eval", limit_eval)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{name} must be at least 1, got {value}")
+    label2id = {label: i for i, label in enumerate(dataset.labels)}
+    train = dataset.split("train").examples[:limit_train]
+    tokens = recipe.task == "token-classification"
+    vocabulary = build_vocabulary(
+        (ex.tokens if tokens else ex.text for ex in train),  # type: ignore[union-attr]
+        min_frequency=recipe.min_char_frequency,
+    )
+    tokenizer = build_tokenizer(vocabulary, max_seq_len=recipe.max_seq_len)
+    encoded = encode(train, tokenizer, recipe.task, recipe.max_seq_len)
+    return _Prepared(
+        dataset=dataset,
+        train=train,
+        dev=dataset.split("dev").examples[:limit_eval],
+        test=dataset.split("test").examples[:limit_eval],
+        vocabulary=vocabulary,
+        tokenizer=tokenizer,
+        encoded=encoded,
+        targets=[
+            training_labels(e, ex, recipe.task, label2id)
+            for e, ex in zip(encoded, train, strict=True)
+        ],
+        lengths=np.array([e.length for e in encoded]),
+    )
+
+
+class _Trainer:
+    """One run's model, optimiser and running figures; ``fit`` trains and picks the best epoch."""
+
+    def __init__(self, recipe: Recipe, data: _Prepared, notify: ProgressCallback) -> None:
+        family = get_family(recipe.family)
+        self.recipe, self.data, self.family, self.notify = recipe, data, family, notify
+        torch = _torch()
+        torch.manual_seed(recipe.seed)
+        self.rng = np.random.default_rng(recipe.seed)
+        config = family.build_config(
+            labels=data.dataset.labels,
+            vocab_size=len(data.vocabulary),
+            max_seq_len=recipe.max_seq_len,
+            pad_token_id=data.tokenizer.pad_token_id,
+            bos_token_id=data.tokenizer.cls_token_id,  # RoBERTa's defaults (0, 2) are
+            eos_token_id=data.tokenizer.sep_token_id,  # <s>/</s> ids of its own vocabulary
+            hidden_dropout_prob=recipe.dropout,
+            attention_probs_dropout_prob=recipe.dropout,
+            **recipe.architecture(),
+        )
+        self.model = family.model_class(recipe.task).from_config(
+            config, attn_implementation="eager"
+        )
+        self.parameters = sum(p.numel() for p in self.model.parameters())
+        self.steps_per_epoch = math.ceil(len(data.encoded) / recipe.batch_size)
+        self.total_steps = self.steps_per_epoch * recipe.epochs
+        self.optimizer, self.scheduler = make_optimizer(self.model, recipe, self.total_steps)
+        self.metric = primary_metric(recipe.task)
+        self.step = self.epoch = self.best_epoch = self.seen = 0
+        self.losses: list[float] = []
+        self.epoch_losses: list[float] = []
+        self.dev_by_epoch: list[dict[str, float]] = []
+        self.timed_out = False
+        self.started = time.monotonic()
+
+    def evaluate(self, examples: Sequence[Any]) -> dict[str, float]:
+        return evaluate(
+            self.model,
+            self.data.tokenizer,
+            examples,
+            task=self.recipe.task,
+            labels=self.data.dataset.labels,
+            family=self.family,
+            seq_len=self.recipe.max_seq_len,
+        )
+
+    def post(self, phase: str) -> None:
+        elapsed = time.monotonic() - self.started
+        self.notify(
+            TrainingProgress(
+                phase=phase,
+                epoch=self.epoch,
+                epochs=self.recipe.epochs,
+                step=self.step,
+                total_steps=self.total_steps,
+                loss=float(np.mean(self.losses[-50:])) if self.losses else None,
+                examples_per_s=self.seen / max(elapsed, 1e-9),
+                elapsed_s=elapsed,
+                metric=self.metric,
+                dev_score=self.dev_by_epoch[-1][self.metric] if self.dev_by_epoch else None,
+            )
+        )
+
+    def _train_step(self, rows: np.ndarray) -> None:
+        torch = _torch()
+        data = self.data
+        batch = collate(
+            rows,
+            data.encoded,
+            data.targets,
+            task=self.recipe.task,
+            pad_id=data.tokenizer.pad_token_id,
+            max_width=self.recipe.max_seq_len,
+        )
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.recipe.bf16_autocast):
+            loss = self.model(**batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        self.seen += len(rows)
+        self.losses.append(float(loss.detach()))
+
+    def fit(self, max_minutes: float | None, cancel: Callable[[], bool] | None) -> None:
+        """Train every epoch (or until the time limit), score dev after each, keep the best."""
+        best_score, best_state = -1.0, None
+        self.model.train()
+        for epoch in range(1, self.recipe.epochs + 1):
+            self.epoch = epoch
+            first = len(self.losses)
+            for rows in epoch_order(self.data.lengths, self.recipe.batch_size, self.rng):
+                if cancel is not None and cancel():
+                    raise Cancelled(
+                        f"training {self.recipe.name} was cancelled at step {self.step}"
+                    )
+                self._train_step(rows)
+                if self.step % 10 == 0 or self.step == self.total_steps:
+                    self.post("train")
+                if max_minutes is not None and time.monotonic() - self.started >= max_minutes * 60:
+                    self.timed_out = True
+                    break
+            self.epoch_losses.append(float(np.mean(self.losses[first:])))
+            self.post("evaluate dev")
+            dev = self.evaluate(self.data.dev)
+            self.dev_by_epoch.append({"epoch": self.epoch, "steps": self.step, **dev})
+            log.info(
+                "epoch %d: loss %.4f, dev %s %.4f",
+                self.epoch, self.epoch_losses[-1], self.metric, dev[self.metric],
+            )  # fmt: skip
+            if dev[self.metric] > best_score:
+                self.best_epoch, best_score = self.epoch, dev[self.metric]
+                best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            self.model.train()
+            if self.timed_out:
+                log.info("stopped at step %d: the %g-minute limit", self.step, max_minutes)
+                break
+        self.training_time = time.monotonic() - self.started
+        if best_state is not None:
+            self.model.load_state_dict(best_state)
+        self.model.eval()
+
+
+def _torch() -> Any:
+    import torch
+
+    return torch
 
 
 def train(
@@ -188,10 +291,9 @@ def train(
     ``max_minutes`` stops training (not evaluation) once that much time has passed;
     ``limit_train`` / ``limit_eval`` keep the first N examples of train / dev and test
     (quick runs and tests). Figures on dev pick the best epoch; test figures are
-    reported once, for that epoch.
+    reported once, for that epoch. ``threads`` defaults to the cores this process may use.
     """
-    import torch
-
+    torch = _torch()
     started = time.monotonic()
     out = Path(out_dir) if out_dir else assets_dir() / "models" / recipe.name
     cards = Path(cards_dir) if cards_dir else assets_dir() / "cards"
@@ -202,175 +304,60 @@ def train(
             cards_dir=cards_dir,
             max_minutes=max_minutes,
             limit_train=limit_train,
+            limit_eval=limit_eval,
         )
-    if limit_train is not None and limit_train < 1:
-        raise ConfigError(f"limit-train must be at least 1, got {limit_train}")
     notify = progress or (lambda _: None)
     notify(TrainingProgress("prepare", 0, recipe.epochs, 0, 0, None, 0.0, 0.0))
-
-    dataset: Dataset = load_builtin(recipe.dataset)
-    if dataset.task != recipe.task:
-        raise ConfigError(
-            f"recipe {recipe.name} is {recipe.task} but dataset {recipe.dataset} is {dataset.task}"
-        )
-    labels = dataset.labels
-    label2id = {label: i for i, label in enumerate(labels)}
-    train_examples = dataset.split("train").examples[:limit_train]
-    dev_examples = dataset.split("dev").examples[:limit_eval]
-    test_examples = dataset.split("test").examples[:limit_eval]
-    family = get_family(recipe.family)
-
-    texts = (
-        ex.tokens if recipe.task == "token-classification" else ex.text for ex in train_examples
-    )
-    vocabulary = build_vocabulary(texts, min_frequency=recipe.min_char_frequency)
-    tokenizer = build_tokenizer(vocabulary, max_seq_len=recipe.max_seq_len)
-    encoded = encode(train_examples, tokenizer, recipe.task, recipe.max_seq_len)
-    targets = [
-        _training_labels(e, ex, recipe.task, label2id)
-        for e, ex in zip(encoded, train_examples, strict=True)
-    ]
-    lengths = np.array([e.length for e in encoded])
+    data = _prepare(recipe, limit_train, limit_eval)
 
     previous_threads = torch.get_num_threads()
     threads = threads or len(os.sched_getaffinity(0))
     torch.set_num_threads(threads)
-    torch.manual_seed(recipe.seed)
-    rng = np.random.default_rng(recipe.seed)
-    config = family.build_config(
-        labels=labels,
-        vocab_size=len(vocabulary),
-        max_seq_len=recipe.max_seq_len,
-        pad_token_id=tokenizer.pad_token_id,
-        hidden_dropout_prob=recipe.dropout,
-        attention_probs_dropout_prob=recipe.dropout,
-        **recipe.architecture(),
-    )
-    model = family.model_class(recipe.task).from_config(config, attn_implementation="eager")
-    parameters = sum(p.numel() for p in model.parameters())
-    steps_per_epoch = math.ceil(len(encoded) / recipe.batch_size)
-    total_steps = steps_per_epoch * recipe.epochs
-    optimizer, scheduler = _optimizer(model, recipe, total_steps)
-    log.info(
-        "training %s: %d parameters, vocabulary %d, %d examples, %d steps",
-        recipe.name, parameters, len(vocabulary), len(encoded), total_steps,
-    )  # fmt: skip
-
-    def run_eval(examples: Sequence[Any]) -> dict[str, float]:
-        return evaluate(
-            model,
-            tokenizer,
-            examples,
-            task=recipe.task,
-            labels=labels,
-            family=family,
-            seq_len=recipe.max_seq_len,
-        )
-
-    metric = primary_metric(recipe.task)
-    step, best_epoch, best_score, best_state = 0, 0, -1.0, None
-    losses: list[float] = []
-    epoch_losses: list[float] = []
-    dev_by_epoch: list[dict[str, float]] = []
-    timed_out = False
-    train_started = time.monotonic()
-    seen_examples = 0
     try:
-        model.train()
-        for epoch in range(1, recipe.epochs + 1):
-            epoch_start = len(losses)
-            for rows in epoch_order(lengths, recipe.batch_size, rng):
-                if cancel is not None and cancel():
-                    raise Cancelled(f"training {recipe.name} was cancelled at step {step}")
-                batch = _collate(rows, encoded, targets, recipe.task, tokenizer.pad_token_id)
-                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=recipe.bf16_autocast):
-                    loss = model(**batch).loss
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                step += 1
-                seen_examples += len(rows)
-                losses.append(float(loss.detach()))
-                elapsed = time.monotonic() - train_started
-                if step % 10 == 0 or step == total_steps:
-                    notify(
-                        TrainingProgress(
-                            "train", epoch, recipe.epochs, step, total_steps,
-                            float(np.mean(losses[-50:])), seen_examples / max(elapsed, 1e-9),
-                            elapsed,
-                        )
-                    )  # fmt: skip
-                if max_minutes is not None and elapsed >= max_minutes * 60:
-                    timed_out = True
-                    break
-            epoch_losses.append(
-                float(np.mean(losses[epoch_start:])) if losses[epoch_start:] else 0.0
-            )
-            notify(
-                TrainingProgress(
-                    "evaluate dev", epoch, recipe.epochs, step, total_steps,
-                    float(np.mean(losses[-50:])), seen_examples / max(elapsed, 1e-9), elapsed,
-                )
-            )  # fmt: skip
-            dev = run_eval(dev_examples)
-            dev_by_epoch.append({"epoch": epoch, "steps": step, **dev})
-            log.info(
-                "epoch %d: loss %.4f, dev %s %.4f", epoch, epoch_losses[-1], metric, dev[metric]
-            )
-            if dev[metric] > best_score:
-                best_epoch, best_score = epoch, dev[metric]
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            model.train()
-            if timed_out:
-                log.info(
-                    "stopping at step %d: the %.1f-minute limit was reached", step, max_minutes
-                )
-                break
-        training_time = time.monotonic() - train_started
-        if best_state is not None:
-            model.load_state_dict(best_state)
-        notify(TrainingProgress("evaluate test", best_epoch, recipe.epochs, step, total_steps,
-                                None, 0.0, training_time))  # fmt: skip
-        test = run_eval(test_examples)
-        notify(TrainingProgress("save", best_epoch, recipe.epochs, step, total_steps,
-                                None, 0.0, training_time))  # fmt: skip
-        model.eval()
-        _save(model, tokenizer, vocabulary, out)
+        trainer = _Trainer(recipe, data, notify)
+        log.info(
+            "training %s: %d parameters, vocabulary %d, %d examples, %d steps",
+            recipe.name, trainer.parameters, len(data.vocabulary), len(data.encoded),
+            trainer.total_steps,
+        )  # fmt: skip
+        trainer.fit(max_minutes, cancel)
+        trainer.post("evaluate test")
+        test = trainer.evaluate(data.test)
+        trainer.post("save")
+        _save(trainer.model, data.tokenizer, data.vocabulary, out)
     finally:
         torch.set_num_threads(previous_threads)
 
+    losses = trainer.losses
     window = max(1, min(20, len(losses) // 5))
-    hashes = {name: dataset.split(name).content_hash for name in ("train", "dev", "test")}
     report = TrainingReport(
         recipe=recipe.name,
         out_dir=str(out),
         card_path=str(cards / f"{recipe.name}.yaml"),
         command=tuple(command),
-        parameters=parameters,
+        parameters=trainer.parameters,
         size_mb=round(_size_mb(out), 2),
-        vocab_size=len(vocabulary),
-        steps=step,
-        epochs_run=round(step / steps_per_epoch, 3),
-        best_epoch=best_epoch,
-        stopped_by_time_limit=timed_out,
+        vocab_size=len(data.vocabulary),
+        steps=trainer.step,
+        epochs_run=round(trainer.step / trainer.steps_per_epoch, 3),
+        best_epoch=trainer.best_epoch,
+        stopped_by_time_limit=trainer.timed_out,
         threads=threads,
-        training_time_s=round(training_time, 1),
+        training_time_s=round(trainer.training_time, 1),
         wall_time_s=round(time.monotonic() - started, 1),
         loss_start=round(float(np.mean(losses[:window])), 4),
         loss_end=round(float(np.mean(losses[-window:])), 4),
-        epoch_losses=tuple(round(x, 4) for x in epoch_losses),
-        dev_by_epoch=tuple(dev_by_epoch),
-        dev=dev_by_epoch[best_epoch - 1] if best_epoch else {},
+        epoch_losses=tuple(round(x, 4) for x in trainer.epoch_losses),
+        dev_by_epoch=tuple(trainer.dev_by_epoch),
+        dev=trainer.dev_by_epoch[trainer.best_epoch - 1],
         test=test,
-        data_hashes=hashes,
+        data_hashes={n: data.dataset.split(n).content_hash for n in ("train", "dev", "test")},
     )
     write_card(
         recipe,
         report,
         cards_dir=cards,
-        labels=labels,
+        labels=data.dataset.labels,
         limits={"limit_train": limit_train, "limit_eval": limit_eval, "max_minutes": max_minutes},
         weights_path=out,
     )
