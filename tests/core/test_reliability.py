@@ -90,6 +90,8 @@ def test_ctrl_c_cancels_cleanly_with_exit_130(tiny_assets: Path, kiln_home: Path
             "3000",
             "--batch-size",
             "1",
+            "--padding",
+            "fixed",
         ],
         env=env,
         stdout=subprocess.PIPE,
