@@ -172,7 +172,7 @@ def _md_table(rows: Sequence[dict], columns: Sequence[str]) -> str:
         cells = []
         for col in columns:
             value = row.get(col)
-            if col == "value" and isinstance(value, float):
+            if col in ("value", "published") and isinstance(value, float):
                 cells.append(f"{value:.4f}")
             elif isinstance(value, float):
                 cells.append(f"{value:.2f}" if "delta" not in col else f"{value:+.4f}")

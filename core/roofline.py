@@ -81,7 +81,7 @@ def _measure(kind: str, threads: int | None, seconds: float) -> float:
     return 2 * SIZE**3 / best / 1e9
 
 
-def peak_gflops(threads: int | None = None, *, seconds: float = 0.5) -> dict[str, float]:
+def peak_gflops(threads: int | None = None, *, seconds: float = 1.0) -> dict[str, float]:
     """Peak fp32 GFLOP/s and int8 GOP/s on this machine (measured once, then cached)."""
     import onnxruntime
 

@@ -315,6 +315,7 @@ def _json_result(record: Any) -> dict[str, Any]:
         "parity": result.get("parity"),
         "quantization": result.get("quantization"),
         "guard": result.get("guard"),
+        "benchmark": result.get("benchmark"),
         "reference": result.get("reference"),
         "error": record.error,
     }
