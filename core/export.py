@@ -22,7 +22,7 @@ import os
 import shutil
 import tempfile
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +126,46 @@ def publish_entry(workdir: Path, target: Path, model_file: str = "model.onnx") -
         raise
 
 
+def build_entry(
+    key: str,
+    build: Callable[[Path], dict[str, Any]],
+    *,
+    what: str,
+    failure: str,
+    hint: str,
+    source: Path | None = None,
+    needs: Sequence[str] = (),
+    model_file: str = "model.onnx",
+) -> tuple[Path, dict[str, Any], bool]:
+    """Reuse the intact cache entry ``key``, or build it; returns ``(path, meta, reused)``.
+
+    ``build(workdir)`` writes ``model_file`` into a fresh work directory and returns the
+    extra ``meta.json`` fields. The entry is then published in one rename, so it is there
+    whole or not at all; a full disk becomes ``DiskFull``, any other failure
+    ``ExportError`` with ``failure`` and ``hint``. Every artifact writer goes through here.
+    """
+    target = entry_dir(key)
+    path = target / model_file
+    meta = reuse_entry(target, needs=needs, model_file=model_file)
+    if meta is not None:
+        log.info("reusing cached %s %s", what, path)
+        return path, meta, True
+    work = new_workdir(f".{key[:8]}-", what)
+    try:
+        meta = write_meta(work, {"key": key, **build(work)}, model_file=model_file)
+        publish_entry(work, target, model_file=model_file)
+    except KilnError:
+        raise
+    except Exception as exc:
+        first = (str(exc).splitlines() or [type(exc).__name__])[0][:300]
+        raise disk_full(exc, what, target.parent) or ExportError(
+            f"{failure}: {first}", path=source, hint=hint
+        ) from exc
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return path, meta, False
+
+
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
@@ -205,11 +245,6 @@ def export_onnx(
         onnx=onnx.__version__,
         arch=model.config.to_json_string(use_diff=False),
     )
-    target = entry_dir(key)
-    path = target / "model.onnx"
-    if reuse_entry(target) is not None:
-        log.info("reusing cached ONNX export %s", path)
-        return path, True
     batch, seq_len = static_shape or (2, 16)
     dummy = _dummy_inputs(input_names, batch, seq_len)
     dynamic_axes = None
@@ -217,8 +252,8 @@ def export_onnx(
         axes = {0: "batch", 1: "sequence"}
         dynamic_axes = {name: axes for name in input_names}
         dynamic_axes["logits"] = {0: "batch"} if _is_seq_cls(model) else axes
-    tmp = new_workdir(".export-", "the ONNX export")
-    try:
+
+    def build(work: Path) -> dict[str, Any]:
         log.info(
             "exporting to ONNX (opset %d, %s shapes)",
             OPSET,
@@ -233,7 +268,7 @@ def export_onnx(
             torch.onnx.export(
                 model,
                 (),
-                str(tmp / "model.onnx"),
+                str(work / "model.onnx"),
                 kwargs=dummy,
                 input_names=list(input_names),
                 output_names=["logits"],
@@ -242,29 +277,19 @@ def export_onnx(
                 dynamo=False,
                 do_constant_folding=True,
             )
-        onnx.checker.check_model(str(tmp / "model.onnx"))
-        write_meta(
-            tmp,
-            {
-                "key": key,
-                "inputs": list(input_names),
-                "static_shape": static_shape,
-                "opset": OPSET,
-            },
-        )
-        # The whole directory is renamed into place: model.onnx never appears without
-        # its meta.json, and a failure above leaves nothing in the cache.
-        publish_entry(tmp, target)
-    except Exception as exc:
-        raise disk_full(exc, "the ONNX export", target.parent) or ExportError(
-            f"ONNX export failed: {(str(exc).splitlines() or [type(exc).__name__])[0][:300]}",
-            hint="run with --debug for the full trace; check that the model's family matches "
-            "its card",
-        ) from exc
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    log.info("ONNX graph written: %s (%.1f MB)", path, path.stat().st_size / 1e6)
-    return path, False
+        onnx.checker.check_model(str(work / "model.onnx"))
+        return {"inputs": list(input_names), "static_shape": static_shape, "opset": OPSET}
+
+    path, _, reused = build_entry(
+        key,
+        build,
+        what="the ONNX export",
+        failure="ONNX export failed",
+        hint="run with --debug for the full trace; check that the model's family matches its card",
+    )
+    if not reused:
+        log.info("ONNX graph written: %s (%.1f MB)", path, path.stat().st_size / 1e6)
+    return path, reused
 
 
 def _is_seq_cls(model: Any) -> bool:

@@ -9,21 +9,10 @@ logged: a graph that did not fuse is the first thing to check when int8 is slow.
 from __future__ import annotations
 
 import logging
-import shutil
 from pathlib import Path
 from typing import Any
 
-from core.errors import ExportError
-from core.export import (
-    cache_key,
-    disk_full,
-    entry_dir,
-    file_sha256,
-    new_workdir,
-    publish_entry,
-    reuse_entry,
-    write_meta,
-)
+from core.export import build_entry, cache_key, file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -53,44 +42,39 @@ def fuse_transformer(
         hidden=hidden_size,
         ort=onnxruntime.__version__,
     )
-    target = entry_dir(key)
-    path = target / "model.onnx"
-    meta = reuse_entry(target, needs=("fused",))
-    if meta is not None:
-        log.info("reusing cached fused graph %s", path)
-        return path, meta["fused"], True
-    from onnxruntime.transformers import optimizer
-    from onnxruntime.transformers.fusion_options import FusionOptions
 
-    options = FusionOptions("bert")
-    # A 2D 0/1 mask as the graph gets it from the tokenizer (what exporters emit).
-    tmp = new_workdir(".fuse-", "the fused graph")
-    try:
+    def build(work: Path) -> dict[str, Any]:
+        from onnxruntime.transformers import optimizer
+        from onnxruntime.transformers.fusion_options import FusionOptions
+
         model = optimizer.optimize_model(
             str(onnx_path),
             model_type="bert",
             num_heads=num_heads,
             hidden_size=hidden_size,
-            optimization_options=options,
+            optimization_options=FusionOptions("bert"),
             opt_level=0,
         )
         stats = model.get_fused_operator_statistics()
-        counts = {op: int(stats.get(op, 0)) for op in FUSED_OPS if stats.get(op)}
-        model.save_model_to_file(str(tmp / "model.onnx"))
-        write_meta(tmp, {"key": key, "fused": counts})
-        publish_entry(tmp, target)
-    except Exception as exc:
-        raise disk_full(exc, "the fused graph", target.parent) or ExportError(
-            f"graph fusion failed: {(str(exc).splitlines() or [type(exc).__name__])[0][:300]}",
-            path=onnx_path,
-            hint="set `optimize: {fusion: false}` in the profile to run the unfused graph",
-        ) from exc
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    log.info(
-        "fused graph: %s", ", ".join(f"{op} x{n}" for op, n in counts.items()) or "nothing fused"
+        model.save_model_to_file(str(work / "model.onnx"))
+        return {"fused": {op: int(stats.get(op, 0)) for op in FUSED_OPS if stats.get(op)}}
+
+    path, meta, reused = build_entry(
+        key,
+        build,
+        what="the fused graph",
+        failure="graph fusion failed",
+        hint="set `optimize: {fusion: false}` in the profile to run the unfused graph",
+        source=onnx_path,
+        needs=("fused",),
     )
-    return path, counts, False
+    counts = meta["fused"]
+    if not reused:
+        log.info(
+            "fused graph: %s",
+            ", ".join(f"{op} x{n}" for op, n in counts.items()) or "nothing fused",
+        )
+    return path, counts, reused
 
 
 def model_shape(model: Any) -> tuple[int, int]:
@@ -109,26 +93,23 @@ def simplify(onnx_path: Path) -> tuple[Path, dict[str, int], bool]:
         source=file_sha256(onnx_path),
         onnxslim=onnxslim.__version__,
     )
-    target = entry_dir(key)
-    meta = reuse_entry(target, needs=("nodes",))
-    if meta is not None:
-        log.info("reusing cached simplified graph %s", target / "model.onnx")
-        return target / "model.onnx", meta["nodes"], True
-    work = new_workdir(".slim-", "a simplified graph")
-    try:
+
+    def build(work: Path) -> dict[str, Any]:
         before = len(onnx.load(str(onnx_path), load_external_data=False).graph.node)
         model = onnxslim.slim(str(onnx_path))
         onnx.save(model, str(work / "model.onnx"))
-        nodes = {"before": before, "after": len(model.graph.node)}
-        write_meta(work, {"key": key, "nodes": nodes})
-        publish_entry(work, target)
-    except Exception as exc:
-        raise disk_full(exc, "a simplified graph", target.parent) or ExportError(
-            f"graph simplification failed: {str(exc).splitlines()[0][:300]}",
-            path=onnx_path,
-            hint="set `optimize: {simplify: false}` in the profile",
-        ) from exc
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    log.info("simplified graph: %d -> %d nodes", nodes["before"], nodes["after"])
-    return target / "model.onnx", nodes, False
+        return {"nodes": {"before": before, "after": len(model.graph.node)}}
+
+    path, meta, reused = build_entry(
+        key,
+        build,
+        what="a simplified graph",
+        failure="graph simplification failed",
+        hint="set `optimize: {simplify: false}` in the profile",
+        source=onnx_path,
+        needs=("nodes",),
+    )
+    nodes = meta["nodes"]
+    if not reused:
+        log.info("simplified graph: %d -> %d nodes", nodes["before"], nodes["after"])
+    return path, nodes, reused

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import shutil
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,17 +18,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from core.errors import ConfigError, ExportError
-from core.export import (
-    cache_key,
-    disk_full,
-    entry_dir,
-    file_sha256,
-    new_workdir,
-    publish_entry,
-    reuse_entry,
-    write_meta,
-)
+from core.errors import ConfigError
+from core.export import build_entry, cache_key, file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -157,39 +147,27 @@ def quantize(
         calibration=calib_sha,
         ort=onnxruntime.__version__,
     )
-    target = entry_dir(key)
-    path = target / "model.onnx"
-    cached = reuse_entry(target, needs=("recipe", "quantized_nodes"))
-    if cached is not None:
-        log.info("reusing cached int8 model %s", path)
-        return QuantizedModel(path, True, cached["recipe"], calib_sha, cached["quantized_nodes"])
-    tmp = new_workdir(".int8-", "the int8 model")
-    try:
-        _run_quantizer(onnx_path, tmp / "model.onnx", recipe, calibration, input_names)
-        quantized = _count_quantized(tmp / "model.onnx")
-        meta = write_meta(
-            tmp,
-            {
-                "key": key,
-                "recipe": {"kind": recipe.kind, **asdict(recipe)},
-                "calibration_sha256": calib_sha,
-                "quantized_nodes": quantized,
-                "calibration_samples": calibration.samples if calib_sha else None,
-            },
-        )
-        publish_entry(tmp, target)
-    except ConfigError:
-        raise
-    except Exception as exc:
-        raise disk_full(exc, "the int8 model", target.parent) or ExportError(
-            f"int8 quantisation failed: {(str(exc).splitlines() or [type(exc).__name__])[0][:300]}",
-            path=onnx_path,
-            hint="try --quantization dynamic, or keep the failing op type in float via the "
-            "profile's int8.keep_float.op_types",
-        ) from exc
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return QuantizedModel(path, False, meta["recipe"], calib_sha, quantized)
+
+    def build(work: Path) -> dict[str, Any]:
+        _run_quantizer(onnx_path, work / "model.onnx", recipe, calibration, input_names)
+        return {
+            "recipe": {"kind": recipe.kind, **asdict(recipe)},
+            "calibration_sha256": calib_sha,
+            "quantized_nodes": _count_quantized(work / "model.onnx"),
+            "calibration_samples": calibration.samples if calib_sha else None,
+        }
+
+    path, meta, reused = build_entry(
+        key,
+        build,
+        what="the int8 model",
+        failure="int8 quantisation failed",
+        hint="try --quantization dynamic, or keep the failing op type in float via the "
+        "profile's int8.keep_float.op_types",
+        source=onnx_path,
+        needs=("recipe", "quantized_nodes"),
+    )
+    return QuantizedModel(path, reused, meta["recipe"], calib_sha, meta["quantized_nodes"])
 
 
 def _run_quantizer(
@@ -286,28 +264,22 @@ def to_float16(onnx_path: Path, *, op_block_list: Sequence[str] = FP16_BLOCK_LIS
         block=list(op_block_list),
         ort=onnxruntime.__version__,
     )
-    target = entry_dir(key)
-    path = target / "model.onnx"
-    if reuse_entry(target) is not None:
-        log.info("reusing cached fp16 model %s", path)
-        return path
-    tmp = new_workdir(".fp16-", "the fp16 model")
-    try:
+
+    def build(work: Path) -> dict[str, Any]:
         model = convert_float_to_float16(
             onnx.load(str(onnx_path)), keep_io_types=True, op_block_list=list(op_block_list)
         )
-        onnx.save(model, str(tmp / "model.onnx"))
-        write_meta(
-            tmp, {"key": key, "recipe": {"kind": "fp16", "op_block_list": list(op_block_list)}}
-        )
-        publish_entry(tmp, target)
-    except Exception as exc:
-        raise disk_full(exc, "the fp16 model", target.parent) or ExportError(
-            f"fp16 conversion failed: {(str(exc).splitlines() or [type(exc).__name__])[0][:300]}",
-            path=onnx_path,
-            hint="keep the failing op type in fp32 via the profile's keep_float.op_types",
-        ) from exc
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    log.info("fp16 graph written (%s kept in fp32)", ", ".join(op_block_list))
+        onnx.save(model, str(work / "model.onnx"))
+        return {"recipe": {"kind": "fp16", "op_block_list": list(op_block_list)}}
+
+    path, _, reused = build_entry(
+        key,
+        build,
+        what="the fp16 model",
+        failure="fp16 conversion failed",
+        hint="keep the failing op type in fp32 via the profile's keep_float.op_types",
+        source=onnx_path,
+    )
+    if not reused:
+        log.info("fp16 graph written (%s kept in fp32)", ", ".join(op_block_list))
     return path

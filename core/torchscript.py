@@ -11,21 +11,11 @@ from __future__ import annotations
 
 import copy
 import logging
-import shutil
 import warnings
 from pathlib import Path
 from typing import Any
 
-from core.errors import ExportError
-from core.export import (
-    cache_key,
-    disk_full,
-    entry_dir,
-    new_workdir,
-    publish_entry,
-    reuse_entry,
-    write_meta,
-)
+from core.export import _dummy_inputs, build_entry, cache_key
 from core.runtimes import TORCH_DTYPES
 
 log = logging.getLogger(__name__)
@@ -68,21 +58,14 @@ def export_torchscript(
         torch=torch.__version__,
         arch=model.config.to_json_string(use_diff=False),
     )
-    target = entry_dir(key)
-    path = target / "model.pt"
-    if reuse_entry(target, model_file="model.pt") is not None:
-        log.info("reusing cached TorchScript trace %s", path)
-        return path, True
     batch, seq_len = static_shape or (2, 16)
-    ids = torch.full((batch, seq_len), 5, dtype=torch.long)
-    feeds = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
-    feeds["token_type_ids"] = torch.zeros_like(ids)
+    feeds = _dummy_inputs(input_names, batch, seq_len)
     example = tuple(feeds[name] for name in input_names)
     source = model
     if precision != "fp32":
         source = copy.deepcopy(model).to(getattr(torch, TORCH_DTYPES[precision]))
-    tmp = new_workdir(".trace-", "a TorchScript trace")
-    try:
+
+    def build(work: Path) -> dict[str, Any]:
         log.info("tracing TorchScript (%s, example shape %dx%d)", precision, batch, seq_len)
         with torch.no_grad(), warnings.catch_warnings():
             # TorchScript is deprecated in torch 2.13 but is what the VastAI recipe feeds
@@ -92,19 +75,18 @@ def export_torchscript(
             warnings.simplefilter("ignore", FutureWarning)
             traced = torch.jit.trace(_wrapper(source, input_names), example, check_trace=False)
             frozen = torch.jit.freeze(traced.eval())
-            torch.jit.save(frozen, str(tmp / "model.pt"))
-        write_meta(
-            tmp,
-            {"key": key, "inputs": list(input_names), "precision": precision},
-            model_file="model.pt",
-        )
-        publish_entry(tmp, target, model_file="model.pt")
-    except Exception as exc:
-        raise disk_full(exc, "a TorchScript trace", target.parent) or ExportError(
-            f"TorchScript trace failed: {str(exc).splitlines()[0][:300]}",
-            hint="run with --debug for the full trace",
-        ) from exc
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+            torch.jit.save(frozen, str(work / "model.pt"))
+        return {"inputs": list(input_names), "precision": precision}
+
+    path, _, reused = build_entry(
+        key,
+        build,
+        what="a TorchScript trace",
+        failure="TorchScript trace failed",
+        hint="run with --debug for the full trace",
+        model_file="model.pt",
+    )
+    if reused:
+        return path, True
     log.info("TorchScript written: %s (%.1f MB)", path, path.stat().st_size / 1e6)
     return path, False

@@ -149,7 +149,7 @@ def test_disk_full_while_exporting_leaves_nothing_behind(
 
     import core.export
 
-    def half_meta(workdir: Path, meta: dict) -> dict:
+    def half_meta(workdir: Path, meta: dict, *args: object, **kwargs: object) -> dict:
         (workdir / "meta.json").write_text('{"key": ')
         _no_space()
         return meta
