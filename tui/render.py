@@ -8,15 +8,7 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
-STATUS_STYLE = {
-    "succeeded": "green",
-    "failed": "red",
-    "cancelled": "yellow",
-    "interrupted": "yellow",
-    "running": "cyan",
-    "starting": "cyan",
-    "queued": "dim",
-}
+from tui.format import STATUS_STYLE
 
 
 def fmt(value: Any, digits: int = 4) -> str:
