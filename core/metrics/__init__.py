@@ -10,7 +10,7 @@ from core.metrics.classification import (
     RunningClassification,
     score_classification,
 )
-from core.metrics.ner import NerScores, RunningNer, extract_entities, score_ner
+from core.metrics.ner import NerScores, RunningNer, TagTable, extract_entities, score_ner
 from core.metrics.scores import ClassScore, EntityScore
 from core.metrics.speed import LatencyRecorder, ThroughputMeter
 
@@ -22,6 +22,7 @@ __all__ = [
     "NerScores",
     "RunningClassification",
     "RunningNer",
+    "TagTable",
     "ThroughputMeter",
     "extract_entities",
     "score_classification",

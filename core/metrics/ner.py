@@ -15,10 +15,13 @@ that are lost or that cross sentence boundaries, which is never a figure worth r
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+
+import numpy as np
 
 from core.errors import DataError
 from core.metrics.scores import EntityScore, divide
@@ -33,6 +36,10 @@ _TAG_HINT = (
 _SENTENCES_HINT = "pass one list of tags per sentence, true and predicted aligned token by token"
 
 
+_O, _B, _I, _E, _S = range(5)
+_PREFIX_CODES = {"O": _O, "B": _B, "I": _I, "E": _E, "S": _S}
+
+
 @lru_cache(maxsize=1024)
 def _parse_tag(tag: str) -> tuple[str, str] | None:
     """(prefix letter, type) as seqeval's default mode reads it, or None if unsupported.
@@ -42,7 +49,7 @@ def _parse_tag(tag: str) -> tuple[str, str] | None:
     """
     if tag == "O":
         return "O", "_"
-    if not isinstance(tag, str) or not tag or tag[0] not in "BIES":
+    if not tag or tag[0] not in "BIES":
         return None
     if len(tag) == 1:
         return tag, "_"
@@ -51,46 +58,114 @@ def _parse_tag(tag: str) -> tuple[str, str] | None:
     return tag[0], tag[2:] or "_"
 
 
-def _chunk_ends(prev_tag: str, tag: str, prev_type: str, type_: str) -> bool:
-    """seqeval's ``end_of_chunk`` restricted to supported tags: does a chunk end before ``tag``?"""
-    if prev_tag in ("E", "S"):
-        return True
-    if prev_tag in ("B", "I") and tag in ("B", "S", "O"):
-        return True
-    return prev_tag != "O" and prev_type != type_
+class TagTable:
+    """Each distinct tag as a small integer, with its prefix and type, so a whole batch of
+    sentences is chunked by numpy instead of by a Python loop over every token.
 
+    Codes are handed out as tags are first seen, so a table started from a model's labels
+    also takes any other supported tag a data set uses. Two tags share a code exactly
+    when they are the same string, so comparing codes compares tags.
+    """
 
-def _chunk_starts(prev_tag: str, tag: str, prev_type: str, type_: str) -> bool:
-    """seqeval's ``start_of_chunk`` restricted to supported tags: does a chunk start at ``tag``?"""
-    if tag in ("B", "S"):
-        return True
-    if tag in ("E", "I") and prev_tag in ("E", "S", "O"):
-        return True
-    return tag != "O" and prev_type != type_
+    def __init__(self, tags: Iterable[str] = ()) -> None:
+        self.codes: dict[str, int] = {}
+        self.names: list[str] = []
+        self.types: list[str] = []
+        self._type_codes: dict[str, int] = {}
+        self._prefix = np.zeros(0, dtype=np.int8)
+        self._type = np.zeros(0, dtype=np.int32)
+        self._tables: tuple[np.ndarray, np.ndarray] | None = None
+        self.outside = self.code("O")
+        for tag in tags:
+            self.code(tag)
 
+    def code(self, tag: str, *, sentence: int | None = None, token: int | None = None) -> int:
+        """The tag's code; raises ``DataError``, naming where it was, if it is unsupported."""
+        if isinstance(tag, str) and tag in self.codes:
+            return self.codes[tag]
+        parsed = _parse_tag(tag) if isinstance(tag, str) else None
+        if parsed is None:
+            where = f" at token {token}" if token is not None else ""
+            where += f" in sentence {sentence}" if sentence is not None else ""
+            raise DataError(f"unsupported NER tag {tag!r}{where}", hint=_TAG_HINT)
+        prefix, type_ = parsed
+        if type_ not in self._type_codes:
+            self._type_codes[type_] = len(self.types)
+            self.types.append(type_)
+        self.codes[tag] = len(self.names)
+        self.names.append(tag)
+        self._prefix = np.append(self._prefix, np.int8(_PREFIX_CODES[prefix]))
+        self._type = np.append(self._type, np.int32(self._type_codes[type_]))
+        return self.codes[tag]
 
-def _entities(tags: Sequence[str], sentence: int | None = None) -> list[Entity]:
-    """The chunks of one sentence, in order; raises DataError on an unsupported tag."""
-    prev_tag, prev_type, begin = "O", "", 0
-    chunks: list[Entity] = []
-    for i in range(len(tags) + 1):
-        if i < len(tags):
-            parsed = _parse_tag(tags[i])
-            if parsed is None:
-                where = f" in sentence {sentence}" if sentence is not None else ""
-                raise DataError(
-                    f"unsupported NER tag {tags[i]!r} at token {i}{where}", hint=_TAG_HINT
-                )
-            tag, type_ = parsed
-        else:
-            # seqeval appends an 'O' after every sentence, which closes any open chunk.
-            tag, type_ = "O", "_"
-        if _chunk_ends(prev_tag, tag, prev_type, type_):
-            chunks.append((prev_type, begin, i - 1))
-        if _chunk_starts(prev_tag, tag, prev_type, type_):
-            begin = i
-        prev_tag, prev_type = tag, type_
-    return chunks
+    def encode(self, sentences: Sequence[Sequence[str]], first_index: int = 0) -> np.ndarray:
+        """Every sentence's tag codes, concatenated in order."""
+        try:
+            return np.fromiter(
+                map(self.codes.__getitem__, itertools.chain.from_iterable(sentences)),
+                dtype=np.int32,
+            )
+        except (KeyError, TypeError):
+            # A tag not seen before, or not a string: add it, or say exactly where it is.
+            flat = [
+                self.code(tag, sentence=first_index + s, token=t)
+                for s, tags in enumerate(sentences)
+                for t, tag in enumerate(tags)
+            ]
+            return np.asarray(flat, dtype=np.int32)
+
+    def chunks(
+        self, flat: np.ndarray, lengths: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+        """The entities of the concatenated sentences ``flat`` (``lengths`` tokens each).
+
+        Returns their first and last positions, their type codes, and the length of the
+        sequence those positions index: the tokens with one ``O`` after each sentence.
+        """
+        total, count = int(flat.shape[0]), int(lengths.shape[0])
+        span = total + count
+        if span == 0:
+            empty = np.zeros(0, dtype=np.int64)
+            return empty, empty, empty, 0
+        # seqeval reads the sentences as one sequence with an O after each, which closes
+        # any chunk still open at a sentence's end: build that sequence.
+        seq = np.full(span, self.outside, dtype=np.int32)
+        seq[np.arange(total) + np.repeat(np.arange(count), lengths)] = flat
+        prev = np.concatenate(([self.outside], seq[:-1]))
+        ends, starts = self._transitions()
+        first = np.flatnonzero(starts[prev, seq])
+        last = np.flatnonzero(ends[prev, seq]) - 1
+        # Every tag but O lies in an open chunk, and a chunk that starts right after
+        # another ends that one, so the k-th start and the k-th end belong together.
+        if first.shape != last.shape:  # pragma: no cover - would be a bug in the tables
+            raise AssertionError("chunk starts and ends do not pair up")
+        return first, last, self._type[seq[first]].astype(np.int64), span
+
+    def _transitions(self) -> tuple[np.ndarray, np.ndarray]:
+        """For every (previous tag, tag) pair: does a chunk end before it, start at it?
+
+        seqeval's ``end_of_chunk`` and ``start_of_chunk``, restricted to supported tags,
+        tabulated once per set of tags so a sequence is read with two lookups.
+        """
+        if self._tables is not None and self._tables[0].shape[0] == len(self.names):
+            return self._tables
+        prev_prefix, prefix = self._prefix[:, None], self._prefix[None, :]
+        changed = self._type[:, None] != self._type[None, :]
+        after_end = (prev_prefix == _E) | (prev_prefix == _S)
+        after_inside = (prev_prefix == _B) | (prev_prefix == _I)
+        ends = (
+            after_end
+            | (after_inside & ((prefix == _B) | (prefix == _S) | (prefix == _O)))
+            | ((prev_prefix != _O) & changed)
+        )
+        starts = (
+            (prefix == _B)
+            | (prefix == _S)
+            | (((prefix == _E) | (prefix == _I)) & (after_end | (prev_prefix == _O)))
+            | ((prefix != _O) & changed)
+        )
+        self._tables = (ends, starts)
+        return self._tables
 
 
 def extract_entities(tags: Sequence[str]) -> set[Entity]:
@@ -102,7 +177,12 @@ def extract_entities(tags: Sequence[str]) -> set[Entity]:
     """
     if isinstance(tags, str):
         raise DataError("expected a sequence of tags, got a single string", hint=_SENTENCES_HINT)
-    return set(_entities(tags))
+    table = TagTable()
+    first, last, kinds, _ = table.chunks(table.encode([tags]), np.array([len(tags)]))
+    return {
+        (table.types[k], int(a), int(b))
+        for k, a, b in zip(kinds.tolist(), first.tolist(), last.tolist(), strict=True)
+    }
 
 
 @dataclass(frozen=True)
@@ -150,7 +230,8 @@ class RunningNer:
     sentences seen so far (in any batch split).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, table: TagTable | None = None) -> None:
+        self.table = table or TagTable()
         self._true_positives: Counter[str] = Counter()
         self._predicted: Counter[str] = Counter()
         self._actual: Counter[str] = Counter()
@@ -168,21 +249,44 @@ class RunningNer:
     ) -> None:
         """Add sentences; raises ``DataError`` (and adds nothing) if they do not align."""
         _check_aligned(true_batch, pred_batch, first_index=self._sentences)
-        counts: list[tuple[list[Entity], list[Entity]]] = []
-        for offset, (true_tags, pred_tags) in enumerate(zip(true_batch, pred_batch, strict=True)):
-            index = self._sentences + offset
-            counts.append((_entities(true_tags, index), _entities(pred_tags, index)))
-        # Only mutate once the whole batch is known to be valid.
-        for true_entities, pred_entities in counts:
-            self._actual.update(entity[0] for entity in true_entities)
-            self._predicted.update(entity[0] for entity in pred_entities)
-            self._true_positives.update(
-                entity[0] for entity in set(true_entities) & set(pred_entities)
+        true = self.table.encode(true_batch, self._sentences)
+        pred = self.table.encode(pred_batch, self._sentences)
+        lengths = np.fromiter(map(len, true_batch), dtype=np.int64, count=len(true_batch))
+        self.update_codes(true, pred, lengths)
+
+    def update_codes(self, true: np.ndarray, pred: np.ndarray, lengths: np.ndarray) -> None:
+        """Add sentences given as ``self.table`` codes, concatenated, ``lengths`` tags each.
+
+        The evaluation loop's path: it decodes a batch straight to codes, so no tag
+        string is made for scoring.
+        """
+        if true.shape != pred.shape or int(lengths.sum()) != true.shape[0]:
+            raise DataError(
+                f"{true.shape[0]} true tags, {pred.shape[0]} predicted, "
+                f"{int(lengths.sum())} in the sentence lengths",
+                hint=_SENTENCES_HINT,
             )
-        for true_tags, pred_tags in zip(true_batch, pred_batch, strict=True):
-            self._tokens += len(true_tags)
-            self._correct_tokens += sum(t == p for t, p in zip(true_tags, pred_tags, strict=True))
-        self._sentences += len(true_batch)
+        # Both taggings chunked in one pass: the predicted sentences follow the true ones.
+        first, last, kinds, span = self.table.chunks(
+            np.concatenate((true, pred)), np.concatenate((lengths, lengths))
+        )
+        half, types = span // 2, max(len(self.table.types), 1)
+        predicted = first >= half
+        # One integer per (start, end, type) within a tagging: the entities both have.
+        keys = ((first % half) * half + last % half) * types + kinds if half else kinds
+        hits = np.intersect1d(keys[~predicted], keys[predicted], assume_unique=True)
+        true_kinds, pred_kinds = kinds[~predicted], kinds[predicted]
+        for counter, kinds in (
+            (self._actual, true_kinds),
+            (self._predicted, pred_kinds),
+            (self._true_positives, hits % types),
+        ):
+            for code, count in enumerate(np.bincount(kinds, minlength=types).tolist()):
+                if count:
+                    counter[self.table.types[code]] += count
+        self._tokens += int(true.shape[0])
+        self._correct_tokens += int(np.count_nonzero(true == pred))
+        self._sentences += int(lengths.shape[0])
 
     def snapshot(self) -> NerScores:
         """The scores so far, as an immutable value."""
