@@ -1,0 +1,141 @@
+"""The evaluation loop: array decoding and scoring equal the per-sentence reference, and
+checkpoints resume to the same figures."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import numpy as np
+import pytest
+
+from core.data import TextExample, TokenExample
+from core.encode import BatchEncoder, decode_tags
+from core.evaluate import evaluate
+from core.metrics import score_classification, score_ner
+from core.runtimes import CompiledModel
+from tests.conftest import NER_LABELS, _tiny_tokenizer
+
+CHARS = "江泽民在北京会见了来访的客人新华社电１９９８年ＡＢ"
+
+
+class SeededLogits(CompiledModel):
+    """Logits that depend only on the batch's token ids: reruns give the same predictions."""
+
+    def __init__(self, labels: int, token_level: bool = True) -> None:
+        self.labels, self.token_level = labels, token_level
+
+    def run(self, batch: Any) -> np.ndarray:
+        ids = batch["input_ids"]
+        rng = np.random.default_rng(int(ids.sum()) * 7919 + ids.size)
+        shape = (*ids.shape, self.labels) if self.token_level else (ids.shape[0], self.labels)
+        return rng.normal(size=shape).astype(np.float32)
+
+
+def _ner_examples(count: int, seed: int = 0) -> list[TokenExample]:
+    rng = random.Random(seed)
+    examples = []
+    for _ in range(count):
+        n = rng.randint(0, 30)  # some longer than the sequence length below: truncated
+        examples.append(
+            TokenExample(
+                tuple(rng.choice(CHARS) for _ in range(n)),
+                tuple(rng.choice(NER_LABELS) for _ in range(n)),
+            )
+        )
+    return examples
+
+
+def _ner_setup(count: int = 200) -> tuple[list[TokenExample], BatchEncoder]:
+    tokenizer = _tiny_tokenizer("bert")
+    encoder = BatchEncoder(
+        tokenizer, "token-classification", 20, tokenizer.pad_token_id, ("input_ids",)
+    )
+    return _ner_examples(count), encoder
+
+
+def _run(model: CompiledModel, batches: list, examples: list, **kwargs: Any) -> Any:
+    task = "token-classification" if isinstance(examples[0], TokenExample) else "classification"
+    labels = NER_LABELS if task == "token-classification" else ["neg", "pos"]
+    return evaluate(
+        model,
+        iter(batches),
+        examples,
+        task=task,
+        labels=labels,
+        emit=lambda event: None,
+        cancelled=lambda: False,
+        **kwargs,
+    )
+
+
+def test_ner_scores_equal_the_per_sentence_reference() -> None:
+    examples, encoder = _ner_setup()
+    batches = encoder.encode_all(examples, 16)
+    model = SeededLogits(len(NER_LABELS))
+    result = _run(model, batches, examples)
+    expected: list[Any] = [None] * len(examples)
+    for batch, encoded in batches:
+        logits = model.run(batch.arrays)
+        by_index = {e.index: e for e in encoded}
+        for row, index in enumerate(batch.indices):
+            expected[index] = decode_tags(logits, row, by_index[index], NER_LABELS)
+    assert result.predictions == expected
+    reference = score_ner([list(e.tags) for e in examples], expected).to_dict()
+    assert result.accuracy == reference
+    assert result.truncated == sum(len(e.tokens) > 18 for e in examples)
+
+
+def test_checkpoints_resume_to_the_same_figures() -> None:
+    examples, encoder = _ner_setup()
+    batches = encoder.encode_all(examples, 16)
+    model = SeededLogits(len(NER_LABELS))
+    saved: dict[int, Any] = {}
+    whole = _run(model, batches, examples, checkpoint=saved.update)
+    assert sorted(saved) == list(range(len(batches)))
+    # Resume with the first half done (packed entries) and one entry in the older
+    # format, a tag string per word: both restore.
+    done = {n: saved[n] for n in range(len(batches) // 2)}
+    done[0] = {
+        "indices": saved[0]["indices"],
+        "predictions": [whole.predictions[i] for i in saved[0]["indices"]],
+    }
+    rest = list(range(len(batches) // 2, len(batches)))
+    resumed = _run(model, [batches[n] for n in rest], examples, numbers=rest, completed=done)
+    assert resumed.accuracy == whole.accuracy
+    assert resumed.predictions == whole.predictions
+
+
+def test_classification_scores_equal_the_reference() -> None:
+    rng = random.Random(1)
+    examples = [
+        TextExample(
+            "".join(rng.choice(CHARS) for _ in range(rng.randint(1, 25))),
+            rng.choice(["neg", "pos"]),
+        )
+        for _ in range(100)
+    ]
+    tokenizer = _tiny_tokenizer("bert")
+    encoder = BatchEncoder(tokenizer, "classification", 16, tokenizer.pad_token_id, ("input_ids",))
+    batches = encoder.encode_all(examples, 8)
+    model = SeededLogits(2, token_level=False)
+    result = _run(model, batches, examples)
+    expected: list[Any] = [None] * len(examples)
+    for batch, _ in batches:
+        best = model.run(batch.arrays).argmax(-1)
+        for row, index in enumerate(batch.indices):
+            expected[index] = ["neg", "pos"][int(best[row])]
+    assert result.predictions == expected
+    truth = [e.label for e in examples]
+    assert result.accuracy == score_classification(truth, expected, labels=["neg", "pos"]).to_dict()
+
+
+@pytest.mark.parametrize("bad", ["X", "PER"])
+def test_a_tag_the_metric_cannot_read_is_a_data_error(bad: str) -> None:
+    from core.errors import DataError
+
+    examples, encoder = _ner_setup(40)
+    examples[5] = TokenExample(("北", "京"), ("O", bad))
+    batches = encoder.encode_all(examples, 16)
+    with pytest.raises(DataError, match="unsupported NER tag"):
+        _run(SeededLogits(len(NER_LABELS)), batches, examples)
