@@ -1,9 +1,11 @@
 """int8 against fp32 in ONNX Runtime, side by side in one run, at sequence 128, batch 32.
 
 On the built-in NER model (``zh-ner-tiny``) and on a bert-base-sized model with random
-weights (``bert-base-chinese-ner --perf-only``): samples/s of each precision, with the
-spread over trials, and the int8 / fp32 ratio. Uses Kiln's own benchmark stage, so the
-figures are the ones ``kiln bench`` would print.
+weights (``bert-base-chinese-ner --perf-only``): samples/s of fp32 and of both int8
+variants (static QDQ with calibration, dynamic on the fused graph), with the spread over
+trials, and each int8 / fp32 ratio. This is the measurement behind the cpu-onnxruntime
+profile's int8 default. Uses Kiln's own benchmark stage, so the figures are the ones
+``kiln bench`` would print.
 
 ``python bench/int8_speed.py [--models zh-ner-tiny,bert-base-chinese-ner] [--trials 3]``
 """
@@ -31,13 +33,19 @@ PERF_ONLY = {
 }
 
 
-def measure(model: str, precision: str, trials: int, iterations: int) -> dict:
+VARIANTS = ("static", "dynamic")
+
+
+def measure(
+    model: str, precision: str, trials: int, iterations: int, quantization: str | None = None
+) -> dict:
     from core.pipeline import run_pipeline
     from core.runconfig import RunConfig
 
     config = RunConfig(
         model=model,
         precision=precision,
+        quantization=quantization,
         perf_only=model in PERF_ONLY,
         evaluate=False,
         bench_batch_sizes=(32,),
@@ -49,7 +57,8 @@ def measure(model: str, precision: str, trials: int, iterations: int) -> dict:
         guard=False,
         limit=64,
     )
-    result = run_pipeline(config, f"int8-speed-{model}-{precision}", lambda e: None)
+    name = f"int8-speed-{model}-{precision}-{quantization or 'none'}"
+    result = run_pipeline(config, name, lambda e: None)
     (cell,) = result["benchmark"]["cells"]
     return cell
 
@@ -65,16 +74,12 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("KILN_HOME", tempfile.mkdtemp(prefix="kiln-int8-speed-"))
     rows = []
     for model in args.models.split(","):
-        fp32 = measure(model, "fp32", args.trials, args.iterations)
-        int8 = measure(model, "int8", args.trials, args.iterations)
-        rows.append(
-            {
-                "model": model,
-                "fp32": fp32,
-                "int8": int8,
-                "ratio": int8["samples_per_s"] / fp32["samples_per_s"],
-            }
-        )
+        row = {"model": model, "fp32": measure(model, "fp32", args.trials, args.iterations)}
+        for variant in VARIANTS:
+            cell = measure(model, "int8", args.trials, args.iterations, variant)
+            row[f"int8 {variant}"] = cell
+            row[f"ratio {variant}"] = cell["samples_per_s"] / row["fp32"]["samples_per_s"]
+        rows.append(row)
     if args.json:
         print(json.dumps({"rows": rows, "environment": environment()}, indent=2, default=str))
         return 0
@@ -83,17 +88,21 @@ def main(argv: list[str] | None = None) -> int:
         f"machine: {env['cpu']['model']} ({env['cpu']['usable_cores']} cores, "
         f"{', '.join(env['cpu']['flags'])}); onnxruntime {env['packages']['onnxruntime']}"
     )
-    print("batch 32 x seq 128, static int8 (QDQ, MinMax, 64 calibration samples) vs fp32")
+    print(
+        "batch 32 x seq 128: fp32, int8 static (QDQ, MinMax, 64 calibration samples), "
+        "int8 dynamic (fused graph)"
+    )
     for row in rows:
-        for precision in ("fp32", "int8"):
+        for precision in ("fp32", *(f"int8 {v}" for v in VARIANTS)):
             cell = row[precision]
             trials = ", ".join(f"{r:.1f}" for r in cell["samples_per_s_trials"])
             print(
-                f"  {row['model']:<24} {precision}: {cell['samples_per_s']:8.1f} samples/s "
+                f"  {row['model']:<24} {precision:<12}: {cell['samples_per_s']:8.1f} samples/s "
                 f"(trials {trials}; spread {cell['spread_pct']:.1f}%), p99 "
                 f"{cell['latency']['p99_ms']:.0f} ms, {cell['percent_of_peak']:.0f}% of peak"
             )
-        print(f"  {row['model']:<24} int8 / fp32 = {row['ratio']:.2f}x")
+        for variant in VARIANTS:
+            print(f"  {row['model']:<24} int8 {variant} / fp32 = {row[f'ratio {variant}']:.2f}x")
     return 0
 
 

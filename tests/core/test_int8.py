@@ -163,7 +163,12 @@ def test_cache_ls_and_clear(tiny_assets: Path, kiln_home: Path) -> None:
 
     run_pipeline(
         RunConfig(
-            model="tiny-ner-bert", precision="int8", limit=16, guard=False, calibration_samples=16
+            model="tiny-ner-bert",
+            precision="int8",
+            quantization="static",
+            limit=16,
+            guard=False,
+            calibration_samples=16,
         ),
         "c",
         lambda e: None,
