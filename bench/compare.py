@@ -3,11 +3,17 @@
 1. Kiln's evaluation (int8, length bucketing, tokenisation overlapped) of the built-in
    NER test split vs the transformers ``pipeline("token-classification")`` on the same
    model in fp32 eager with batch_size=32, tokenisation included. Target: >= 6x the
-   pipeline's throughput, with entity F1 within 1.0 point of the pipeline's.
-2. Kiln's evaluation loop vs a bare ONNX Runtime loop on identical pre-tokenised
-   batches (same session): target >= 0.95 (harness, events and store cost < 5%).
-3. Fixed padding to the card's maximum (the vendor guides pad everything) vs length
-   bucketing, same int8 model: the speed-up.
+   pipeline's throughput, with entity F1 within 1.0 point of the pipeline's. The
+   pipeline is given the same pre-split words (``is_split_into_words=True``), so both
+   see identical model inputs; the pipeline on the raw sentence strings is measured too
+   (its tokenizer then merges runs of digits and Latin letters into one token, which
+   the model never saw in training, so its F1 is lower for reasons that are not speed).
+2. Kiln's evaluation loop (decoding, live scores, events and checkpoints in a real run
+   store) vs a bare ONNX Runtime loop on identical pre-tokenised batches, same session,
+   trials interleaved: target >= 0.95 (Kiln's harness costs under 5%).
+3. Fixed padding (the vendor guides pad every sentence to 256; a model with fewer
+   positions is padded to its maximum) vs length bucketing, same int8 model: the
+   speed-up.
 
 Prints absolute figures, ratios against their targets, the machine and the versions;
 exits non-zero when a target is missed. ``python bench/compare.py [--model NAME]``.
@@ -33,16 +39,29 @@ TARGET_F1_POINTS = 1.0
 TARGET_HARNESS = 0.95
 
 
-def kiln_run(model: str, precision: str, padding: str, limit: int | None) -> dict:
+VENDOR_FIXED_LENGTH = 256
+"""What the vendor guides pad every sentence to."""
+
+
+def kiln_run(
+    model: str, precision: str, padding: str, limit: int | None, seq_len: int | None = None
+) -> dict:
     from core.pipeline import run_pipeline
     from core.runconfig import RunConfig
 
-    config = RunConfig(model=model, precision=precision, padding=padding, limit=limit)
+    config = RunConfig(
+        model=model, precision=precision, padding=padding, limit=limit, seq_len=seq_len
+    )
     return run_pipeline(config, f"bench-{precision}-{padding}", lambda event: None)
 
 
-def pipeline_baseline(model: str, limit: int | None) -> dict:
-    """The transformers pipeline on raw sentences, fp32 eager, batch 32, as users run it."""
+def pipeline_baseline(model: str, limit: int | None, *, split_words: bool) -> dict:
+    """The transformers pipeline, fp32 eager, batch 32, as users run it.
+
+    ``split_words``: the data set's words (one per character here), as Kiln reads them;
+    otherwise each sentence's joined string. Tags are read back per word from the
+    character offsets of each word's first token.
+    """
     import torch
     from transformers import pipeline
 
@@ -54,7 +73,8 @@ def pipeline_baseline(model: str, limit: int | None) -> dict:
     loaded = load_model(card)
     examples = load_builtin(card.default_dataset).split("test").examples
     examples = examples[:limit] if limit else examples
-    texts = ["".join(ex.tokens) for ex in examples]
+    delimiter = " " if split_words else ""
+    inputs = [list(ex.tokens) if split_words else "".join(ex.tokens) for ex in examples]
     ner = pipeline(
         "token-classification",
         model=loaded.model,
@@ -63,29 +83,40 @@ def pipeline_baseline(model: str, limit: int | None) -> dict:
         ignore_labels=[],
     )
     torch.set_num_threads(os.cpu_count() or 1)
+    options = {"is_split_into_words": True, "delimiter": delimiter} if split_words else {}
     start = time.perf_counter()
-    outputs = ner(texts, batch_size=32)
+    outputs = ner(inputs, batch_size=32, **options)
     elapsed = time.perf_counter() - start
     predicted = []
     for example, tokens in zip(examples, outputs, strict=True):
-        tags = ["O"] * len(example.tokens)
+        starts, offset = {}, 0
+        for index, word in enumerate(example.tokens):
+            starts[offset] = index
+            offset += len(word) + len(delimiter)
+        tags: list[str | None] = [None] * len(example.tokens)
         for token in tokens:
             label = token["entity"]
-            for offset, char in enumerate(range(token["start"], token["end"])):
-                if char < len(tags):
-                    tags[char] = label if offset == 0 or label == "O" else "I-" + label[2:]
-        predicted.append(tags)
+            inside = label if label == "O" else "I-" + label[2:]
+            # A word takes its first token's label; a token spanning several words (the
+            # raw-text case: "1998" is one token) gives the later ones its I- tag.
+            for char in range(token["start"], token["end"]):
+                word = starts.get(char)
+                if word is not None and tags[word] is None:
+                    tags[word] = label if char == token["start"] else inside
+        predicted.append([tag or "O" for tag in tags])
     scores = score_ner([list(ex.tags) for ex in examples], predicted)
     return {
         "samples_per_s": len(examples) / elapsed,
         "seconds": elapsed,
         "entity_f1": scores.overall.f1,
         "examples": len(examples),
+        "inputs": "pre-split words" if split_words else "raw sentences",
     }
 
 
-def harness_overhead(model: str, limit: int | None, repeats: int = 3) -> dict:
-    """Kiln's evaluate() (with a real store) vs a bare session loop on the same batches."""
+def harness_overhead(model: str, limit: int | None, repeats: int = 5) -> dict:
+    """Kiln's evaluate() (real store, checkpoints) vs a bare session loop, same batches."""
+    from core.data import load_builtin
     from core.encode import BatchEncoder
     from core.evaluate import evaluate
     from core.events import Event
@@ -99,8 +130,6 @@ def harness_overhead(model: str, limit: int | None, repeats: int = 3) -> dict:
     result = run_pipeline(RunConfig(model=model, precision="int8", limit=8), "h", lambda e: None)
     session = OnnxRuntimeModel(Path(result["quantization"]["path"]))
     loaded = load_model(card)
-    from core.data import load_builtin
-
     examples = load_builtin(card.default_dataset).split("test").examples
     examples = examples[:limit] if limit else examples
     encoder = BatchEncoder(
@@ -112,33 +141,42 @@ def harness_overhead(model: str, limit: int | None, repeats: int = 3) -> dict:
     )
     batches = encoder.encode_all(examples, 32)
     store = RunStore(Path(tempfile.mkdtemp()) / "runs.sqlite")
-    run_id = store.create_run({"model": model})
 
-    def emit(event: Event) -> None:
-        store.append(run_id, event)
-
-    bare_times, kiln_times = [], []
-    for _ in range(repeats):
-        start = time.perf_counter()
+    def bare() -> None:
         for batch, _enc in batches:
-            session.session.run(None, batch.arrays).__getitem__(0).argmax(-1)
-        bare_times.append(time.perf_counter() - start)
-        start = time.perf_counter()
+            session.session.run(None, batch.arrays)[0].argmax(-1)
+
+    def kiln() -> None:
+        run_id = store.create_run({"model": model})
+
+        def emit(event: Event) -> None:
+            store.append(run_id, event)
+
         evaluate(
             session,
-            batches,
+            iter(batches),
             examples,
             task=card.task,
             labels=card.labels,
             emit=emit,
             cancelled=lambda: False,
+            checkpoint=lambda items: store.save_checkpoints(
+                run_id, {f"evaluate/{n:06d}": v for n, v in items.items()}
+            ),
         )
-        kiln_times.append(time.perf_counter() - start)
-    bare, kiln = min(bare_times), min(kiln_times)
+
+    bare()  # warm-up: first-run allocations in ONNX Runtime
+    bare_times, kiln_times = [], []
+    for _ in range(repeats):
+        for runner, times in ((bare, bare_times), (kiln, kiln_times)):
+            start = time.perf_counter()
+            runner()
+            times.append(time.perf_counter() - start)
+    best_bare, best_kiln = min(bare_times), min(kiln_times)
     return {
-        "bare_s": bare,
-        "kiln_s": kiln,
-        "ratio": bare / kiln,
+        "bare_s": best_bare,
+        "kiln_s": best_kiln,
+        "ratio": best_bare / best_kiln,
         "bare_trials_s": bare_times,
         "kiln_trials_s": kiln_times,
     }
@@ -152,51 +190,58 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.disable(logging.WARNING)
     os.environ.setdefault("KILN_HOME", tempfile.mkdtemp(prefix="kiln-bench-"))
+    from core.models import get_card
 
+    fixed_len = min(VENDOR_FIXED_LENGTH, get_card(args.model).max_seq_len)
     figures: dict = {"model": args.model, "environment": environment()}
     print(
         f"Kiln bench/compare.py · model {args.model} · KILN_HOME {os.environ['KILN_HOME']}",
         file=sys.stderr,
     )
-    baseline = pipeline_baseline(args.model, args.limit)
+    baseline = pipeline_baseline(args.model, args.limit, split_words=True)
+    raw_text = pipeline_baseline(args.model, args.limit, split_words=False)
     kiln = kiln_run(args.model, "int8", "bucket", args.limit)
-    fixed = kiln_run(args.model, "int8", "fixed", args.limit)
+    fixed = kiln_run(args.model, "int8", "fixed", args.limit, seq_len=fixed_len)
     fp32 = kiln_run(args.model, "fp32", "bucket", args.limit)
     harness = harness_overhead(args.model, args.limit)
 
-    def eval_speed(result: dict) -> float:
-        return result["examples"] / result["stages"]["evaluate"]
+    def row(result: dict) -> dict:
+        # The evaluate stage's wall time: tokenisation, inference, decoding, scoring,
+        # events and checkpoints, as `kiln run` reports it.
+        return {
+            "samples_per_s": result["examples"] / result["stages"]["evaluate"],
+            "entity_f1": result["metrics"]["entity_f1"],
+            "tokens_per_s": result["throughput"]["tokens_per_s"],
+            "padding_waste": result["throughput"]["padding_waste"],
+            "int8_recipe": (result.get("quantization") or {}).get("recipe"),
+        }
 
     figures |= {
         "pipeline_fp32": baseline,
-        "kiln_int8_bucket": {
-            "samples_per_s": eval_speed(kiln),
-            "entity_f1": kiln["metrics"]["entity_f1"],
-            "padding_waste": kiln["throughput"]["padding_waste"],
-        },
-        "kiln_int8_fixed": {
-            "samples_per_s": eval_speed(fixed),
-            "entity_f1": fixed["metrics"]["entity_f1"],
-            "padding_waste": fixed["throughput"]["padding_waste"],
-        },
-        "kiln_fp32_bucket": {
-            "samples_per_s": eval_speed(fp32),
-            "entity_f1": fp32["metrics"]["entity_f1"],
-        },
+        "pipeline_fp32_raw_text": raw_text,
+        "kiln_int8_bucket": row(kiln),
+        "kiln_int8_fixed": row(fixed) | {"seq_len": fixed_len},
+        "kiln_fp32_bucket": row(fp32),
         "harness": harness,
     }
+    speed = figures["kiln_int8_bucket"]["samples_per_s"]
+    # Speed against the faster of the two ways to call the pipeline; accuracy against
+    # the one that sees the same inputs as Kiln.
+    fastest = max(baseline, raw_text, key=lambda cell: cell["samples_per_s"])
+    f1_drop = (baseline["entity_f1"] - figures["kiln_int8_bucket"]["entity_f1"]) * 100
     checks = [
         (
-            "Kiln int8+bucketing vs transformers pipeline fp32 (samples/s)",
-            eval_speed(kiln) / baseline["samples_per_s"],
+            f"Kiln int8+bucketing vs transformers pipeline fp32 on {fastest['inputs']}, "
+            "the faster (samples/s)",
+            speed / fastest["samples_per_s"],
             f">= {TARGET_VS_PIPELINE}",
-            eval_speed(kiln) / baseline["samples_per_s"] >= TARGET_VS_PIPELINE,
+            speed / fastest["samples_per_s"] >= TARGET_VS_PIPELINE,
         ),
         (
-            "Entity F1 drop vs the pipeline (points)",
-            (baseline["entity_f1"] - kiln["metrics"]["entity_f1"]) * 100,
+            "Entity F1 drop vs the pipeline on the same words (points)",
+            f1_drop,
             f"<= {TARGET_F1_POINTS}",
-            (baseline["entity_f1"] - kiln["metrics"]["entity_f1"]) * 100 <= TARGET_F1_POINTS,
+            f1_drop <= TARGET_F1_POINTS,
         ),
         (
             "Kiln evaluate loop vs bare ORT loop (speed ratio)",
@@ -205,43 +250,63 @@ def main(argv: list[str] | None = None) -> int:
             harness["ratio"] >= TARGET_HARNESS,
         ),
         (
-            "Bucketing vs fixed padding to the card's max (speed-up)",
-            eval_speed(kiln) / eval_speed(fixed),
+            f"Bucketing vs fixed padding to {fixed_len} (speed-up)",
+            speed / figures["kiln_int8_fixed"]["samples_per_s"],
             "report",
             True,
         ),
-        ("Kiln int8 vs Kiln fp32 (speed-up)", eval_speed(kiln) / eval_speed(fp32), "report", True),
+        (
+            "Kiln int8 vs Kiln fp32 (speed-up)",
+            speed / figures["kiln_fp32_bucket"]["samples_per_s"],
+            "report",
+            True,
+        ),
     ]
     figures["checks"] = [{"name": n, "value": v, "target": t, "ok": ok} for n, v, t, ok in checks]
     if args.json:
         print(json.dumps(figures, indent=2, default=str))
     else:
-        env = figures["environment"]
-        print(
-            f"machine: {env['cpu']['model']} ({env['cpu']['usable_cores']} cores, "
-            f"{', '.join(env['cpu']['flags'])}); "
-            + ", ".join(f"{k} {v}" for k, v in env["packages"].items() if v)
-        )
-        print(f"examples: {baseline['examples']}")
-        print(
-            f"  transformers pipeline fp32 : {baseline['samples_per_s']:9.1f} samples/s  "
-            f"F1 {baseline['entity_f1']:.4f}"
-        )
-        for key, label in (
-            ("kiln_int8_bucket", "Kiln int8, bucketing     "),
-            ("kiln_int8_fixed", "Kiln int8, fixed padding "),
-            ("kiln_fp32_bucket", "Kiln fp32, bucketing     "),
-        ):
-            row = figures[key]
-            print(f"  {label}: {row['samples_per_s']:9.1f} samples/s  F1 {row['entity_f1']:.4f}")
-        print(
-            f"  harness: bare ORT {harness['bare_s'] * 1e3:.1f} ms, Kiln evaluate "
-            f"{harness['kiln_s'] * 1e3:.1f} ms (best of {len(harness['bare_trials_s'])})"
-        )
-        for name, value, target, ok in checks:
-            mark = "ok  " if ok else "MISS"
-            print(f"[{mark}] {name}: {value:.3f} (target {target})")
+        print_figures(figures, checks, fixed_len)
     return 0 if all(ok for *_, ok in checks) else 1
+
+
+def print_figures(figures: dict, checks: list, fixed_len: int) -> None:
+    env, harness = figures["environment"], figures["harness"]
+    print(
+        f"machine: {env['cpu']['model']} ({env['cpu']['usable_cores']} cores, "
+        f"{', '.join(env['cpu']['flags'])}); "
+        + ", ".join(f"{k} {v}" for k, v in env["packages"].items() if v)
+    )
+    print(f"model {figures['model']}, {figures['pipeline_fp32']['examples']} test sentences")
+    for key, label in (
+        ("pipeline_fp32", "transformers pipeline fp32, words  "),
+        ("pipeline_fp32_raw_text", "transformers pipeline fp32, raw text"),
+    ):
+        cell = figures[key]
+        print(f"  {label}: {cell['samples_per_s']:8.1f} samples/s  F1 {cell['entity_f1']:.4f}")
+    for key, label in (
+        ("kiln_int8_bucket", "Kiln int8, bucketing                "),
+        ("kiln_int8_fixed", f"Kiln int8, fixed padding to {fixed_len:<8}"),
+        ("kiln_fp32_bucket", "Kiln fp32, bucketing                "),
+    ):
+        cell = figures[key]
+        recipe = f", int8 {cell['int8_recipe']}" if cell["int8_recipe"] else ""
+        print(
+            f"  {label}: {cell['samples_per_s']:8.1f} samples/s  F1 {cell['entity_f1']:.4f}  "
+            f"({cell['tokens_per_s']:.0f} tokens/s, padding {cell['padding_waste']:.1%}{recipe})"
+        )
+    trials = " / ".join(
+        f"{b * 1e3:.0f}:{k * 1e3:.0f}"
+        for b, k in zip(harness["bare_trials_s"], harness["kiln_trials_s"], strict=True)
+    )
+    print(
+        f"  harness: bare ORT {harness['bare_s'] * 1e3:.1f} ms, Kiln evaluate "
+        f"{harness['kiln_s'] * 1e3:.1f} ms (best of {len(harness['bare_trials_s'])}; "
+        f"trials bare:Kiln ms {trials})"
+    )
+    for name, value, target, ok in checks:
+        mark = "ok  " if ok else "MISS"
+        print(f"[{mark}] {name}: {value:.3f} (target {target})")
 
 
 if __name__ == "__main__":
