@@ -95,16 +95,20 @@ class ResourceMonitor:
         self._stop.set()
         if self._thread:
             self._thread.join()
+        # CPU % covers the time since the last sample: this one closes the cell, and is
+        # the only one for a cell shorter than the interval.
+        self._sample()
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
-            sample = {
-                "cpu_percent": self.process.cpu_percent(None),
-                "rss_mb": self.process.memory_info().rss / 1e6,
-            }
-            if self._nvml is not None:
-                sample |= gpu_sample(self._nvml)
-            self.samples.append(sample)
+            self._sample()
+
+    def _sample(self) -> None:
+        sample = {
+            "cpu_percent": self.process.cpu_percent(None),
+            "rss_mb": self.process.memory_info().rss / 1e6,
+        }
+        self.samples.append(sample | gpu_sample(self._nvml))
 
     def summary(self) -> dict[str, float]:
         if not self.samples:

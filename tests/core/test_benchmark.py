@@ -58,6 +58,13 @@ def test_cell_excludes_warmup_and_runs_every_trial() -> None:
     assert cell.spread_pct >= 0
 
 
+def test_a_cell_shorter_than_the_sampling_interval_still_has_resources() -> None:
+    plan = BenchmarkPlan((1,), (8,), warmup=0, iterations=2, trials=1)
+    cell = run_cell([CountingModel()], 1, 8, plan, input_names=("input_ids",), vocab_size=50)
+    assert cell.resources["rss_mb_max"] > 0
+    assert cell.resources["cpu_percent_mean"] >= 0
+
+
 def test_instances_run_concurrently() -> None:
     models = [CountingModel(), CountingModel()]
     plan = BenchmarkPlan((1,), (8,), warmup=0, iterations=3, trials=1, instances=2)
