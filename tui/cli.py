@@ -526,6 +526,20 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 0
 
 
+REPORT_FORMATS = ("md", "csv", "json", "html")
+
+
+def _report_formats(text: str) -> list[str]:
+    formats = [f.strip().lower() for f in text.split(",") if f.strip()]
+    unknown = [f for f in formats if f not in REPORT_FORMATS]
+    if unknown or not formats:
+        raise argparse.ArgumentTypeError(
+            f"unknown report format {', '.join(unknown) or repr(text)}: "
+            f"use {', '.join(REPORT_FORMATS)} (comma-separated for several)"
+        )
+    return formats
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -535,7 +549,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     store = RunStore()
     records = [store.run(run_id) for run_id in args.run_ids]
     history = store.runs()
-    formats = args.format or ["md"]
+    formats = list(dict.fromkeys(args.format or ["md"]))
     written = [write_report(records, history, fmt, Path(args.out)) for fmt in formats]
     if args.json:
         _print_json({"written": [str(p) for p in written]})
@@ -646,12 +660,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_ids", nargs="+", metavar="RUN_ID")
     p.add_argument(
         "--format",
-        action="append",
-        choices=("md", "csv", "json", "html"),
-        help="report format; repeat for several (default md)",
+        action="extend",
+        type=_report_formats,
+        metavar="md|csv|json|html",
+        help="report formats, comma-separated or repeated (default md)",
     )
     p.add_argument("--out", default="kiln-report", help="output directory (default kiln-report)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the written paths as JSON")
     p = add("cache", cmd_cache, "list or clear cached exports, fused graphs and int8 models")
     p.add_argument("action", nargs="?", choices=("ls", "clear"), default="ls")
     p.add_argument(
