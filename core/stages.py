@@ -418,6 +418,9 @@ def benchmark(state: RunState, run: StageRunner) -> None:
                     },
                 )
             )
+            if cell.resources:
+                # The cell's CPU and memory (GPU with NVML), for the live resource pane.
+                run.emit(MetricSampled("benchmark", "resources", _latest_resources(cell.resources)))
             log.info(
                 "batch %3d x seq %4d: %8.1f samples/s (trials %s, spread %.1f%%), p50 "
                 "%.2f ms, p99 %.2f ms, %.0f%% of peak",
@@ -447,6 +450,20 @@ def benchmark(state: RunState, run: StageRunner) -> None:
             "peaks": peaks,
         }
         summary |= {"cells": len(cells), "peaks": peaks}
+
+
+def _latest_resources(summary: dict[str, float]) -> dict[str, float]:
+    """A benchmark cell's resource summary in the evaluation's sample form: mean CPU %
+    and GPU utilisation, peak memory."""
+    keys = {
+        "cpu_percent": "cpu_percent_mean",
+        "rss_mb": "rss_mb_max",
+        "gpu_util_percent": "gpu_util_percent_mean",
+        "gpu_mem_mb": "gpu_mem_mb_max",
+        "gpu_mem_total_mb": "gpu_mem_total_mb_max",
+        "gpu_count": "gpu_count_max",
+    }
+    return {name: summary[key] for name, key in keys.items() if key in summary}
 
 
 def _model_factory(state: RunState) -> Any:

@@ -36,6 +36,7 @@ class RunFiguresSampled(Message):
                 older.latest | newer.latest,
                 (older.throughput_points + newer.throughput_points)[-240:],
                 older.progress | newer.progress,
+                older.benchmark_cells + newer.benchmark_cells,
             )
             return True
         return False

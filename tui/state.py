@@ -29,6 +29,7 @@ from core.events import (
     StageSkipped,
     StageStarted,
 )
+from tui.tail import is_benchmark_cell
 
 LOG_CAP = 5_000
 """Log lines kept in memory per run (the store keeps them all)."""
@@ -106,6 +107,8 @@ class RunView:
         self.throughput: dict[str, Any] | None = None
         self.resources: dict[str, Any] | None = None
         self.history: deque[float] = deque(maxlen=HISTORY_CAP)
+        self.benchmark: dict[tuple[int, int], dict[str, Any]] = {}
+        """Benchmark cells so far, by (batch size, sequence length)."""
         self.result: dict[str, Any] | None = None
         self.error: dict[str, Any] | None = None
         self.artifacts: list[tuple[str, str]] = []
@@ -223,8 +226,22 @@ class RunView:
             point = values.get("window_samples_per_s", values.get("samples_per_s"))
             if isinstance(point, int | float):
                 self.history.append(float(point))
+            self.add_benchmark_cell(values)
         elif group == "resources":
             self.resources = dict(values)
+
+    def add_benchmark_cell(self, values: dict[str, Any]) -> None:
+        if is_benchmark_cell(values) and isinstance(values.get("samples_per_s"), int | float):
+            self.dirty = True
+            self.benchmark[(int(values["batch_size"]), int(values["seq_len"]))] = dict(values)
+
+    def benchmark_grid(self) -> dict[tuple[int, int], dict[str, Any]]:
+        """Every cell: the live ones, and the finished run's (a poll may have merged some)."""
+        cells = dict(self.benchmark)
+        for cell in ((self.result or {}).get("benchmark") or {}).get("cells") or ():
+            if is_benchmark_cell(cell):
+                cells.setdefault((int(cell["batch_size"]), int(cell["seq_len"])), cell)
+        return cells
 
     def apply_record(self, status: str, config: dict[str, Any], created: float | None) -> None:
         """What the store's run row says, for a run whose events have not arrived yet."""
@@ -377,6 +394,8 @@ class AccuracyTable:
     """Sentences or samples scored so far."""
     perf_only: bool
     final: bool
+    skipped: str | None = None
+    """Why the evaluate stage did not run (a benchmark-only run, a device-only artifact)."""
 
 
 def accuracy_table(
@@ -427,6 +446,7 @@ def accuracy_table(
     elif any(r.card is not None for r in rows):
         basis = "card"
     scored = live.get("sentences", live.get("count"))
+    evaluate = view.stages.get("evaluate")
     return AccuracyTable(
         task=task,
         rows=tuple(rows),
@@ -436,6 +456,7 @@ def accuracy_table(
         scored=int(scored) if isinstance(scored, int | float) else None,
         perf_only=view.perf_only,
         final=bool(live.get("final")) or view.is_finished,
+        skipped=evaluate.reason if evaluate is not None and evaluate.status == "skipped" else None,
     )
 
 

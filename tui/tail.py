@@ -2,9 +2,10 @@
 
 Each poll reads up to ``batch`` events. Stage changes and log lines go out in order,
 as they happened; metric samples and progress collapse to the latest value per group
-(plus the throughput points, for the sparkline), so a run sampling at 20 Hz costs the
-app one small update per poll. No Textual here: the screen wraps the batches in
-messages, which keeps this loop testable with a plain callback.
+(plus the throughput points, for the sparkline, and the benchmark cells, for the
+grid), so a run sampling at 20 Hz costs the app one small update per poll. No Textual
+here: the screen wraps the batches in messages, which keeps this loop testable with a
+plain callback.
 """
 
 from __future__ import annotations
@@ -30,9 +31,16 @@ class Figures:
     """group -> values of the newest sample of that group."""
     throughput_points: tuple[float, ...] = ()
     progress: dict[str, tuple[int, int | None]] = field(default_factory=dict)
+    benchmark_cells: tuple[dict[str, Any], ...] = ()
+    """Every benchmark cell finished in this poll (each is one point of the grid)."""
 
     def __bool__(self) -> bool:
         return bool(self.latest or self.progress)
+
+
+def is_benchmark_cell(values: dict[str, Any]) -> bool:
+    """A throughput sample that is one benchmark cell (it names its shape)."""
+    return "batch_size" in values and "seq_len" in values
 
 
 def split_batch(events: Sequence[Event]) -> tuple[list[Event], Figures]:
@@ -40,6 +48,7 @@ def split_batch(events: Sequence[Event]) -> tuple[list[Event], Figures]:
     ordered: list[Event] = []
     latest: dict[str, dict[str, Any]] = {}
     points: list[float] = []
+    cells: list[dict[str, Any]] = []
     progress: dict[str, tuple[int, int | None]] = {}
     for event in events:
         if isinstance(event, MetricSampled):
@@ -48,11 +57,13 @@ def split_batch(events: Sequence[Event]) -> tuple[list[Event], Figures]:
                 point = event.values.get("window_samples_per_s", event.values.get("samples_per_s"))
                 if isinstance(point, int | float):
                     points.append(float(point))
+                if is_benchmark_cell(event.values):
+                    cells.append(event.values)
         elif isinstance(event, ProgressAdvanced):
             progress[event.stage_name] = (event.done, event.total)
         else:
             ordered.append(event)
-    return ordered, Figures(latest, tuple(points), progress)
+    return ordered, Figures(latest, tuple(points), progress, tuple(cells))
 
 
 def tail_run(

@@ -259,3 +259,41 @@ def test_a_newer_figures_message_replaces_a_queued_one_without_losing_points() -
     assert set(newer.figures.latest) == {"throughput", "accuracy"}
     assert newer.figures.progress == {"a": (1, 2), "b": (3, 4)}
     assert not newer.can_replace(other_run)
+
+
+def _cell(batch: int, seq_len: int, speed: float) -> MetricSampled:
+    values = {"batch_size": batch, "seq_len": seq_len, "samples_per_s": speed, "p99_ms": 1.0}
+    return MetricSampled("benchmark", "throughput", values)
+
+
+def test_benchmark_cells_survive_collapsing_and_draw_as_a_grid() -> None:
+    from tui.messages import RunFiguresSampled
+    from tui.widgets.throughput_pane import render_throughput
+
+    cells = [_cell(b, s, b * 1000.0 / s) for b in (1, 8, 32) for s in (32, 64, 128)]
+    _, first = split_batch(cells[:4])
+    _, second = split_batch(cells[4:])
+    assert len(first.benchmark_cells) == 4  # one poll, four cells: none lost to collapsing
+    older, newer = RunFiguresSampled("r", first), RunFiguresSampled("r", second)
+    assert older.can_replace(newer)
+    view = RunView("r")
+    for values in newer.figures.benchmark_cells:
+        view.add_benchmark_cell(values)
+    assert sorted(view.benchmark_grid()) == [(b, s) for b in (1, 8, 32) for s in (32, 64, 128)]
+    text = render_throughput(view, 48, 7).plain.splitlines()
+    assert text[0].startswith("samples/s · batch")
+    assert text[1].split() == ["b", "╲", "s", "32", "64", "128"]
+    assert text[2].split()[0] == "1" and text[4].split()[0] == "32"
+    assert text[4].split()[1] == "1,000█"  # the fastest cell has the full block
+    compact = render_throughput(view, 48, 4).plain.splitlines()
+    assert [line.split()[0] for line in compact] == ["b", "1", "8", "32"]  # no title
+    short = render_throughput(view, 48, 3).plain.splitlines()
+    assert len(short) == 3 and short[-1] == "… 2 more batch sizes"
+
+
+def test_a_finished_runs_grid_comes_from_its_result() -> None:
+    view = RunView("r")
+    view.result = {"benchmark": {"cells": [{"batch_size": 4, "seq_len": 16, "samples_per_s": 9.5}]}}
+    assert view.benchmark_grid()[(4, 16)]["samples_per_s"] == 9.5
+    view.apply_metric("throughput", {"samples_per_s": 3.0})  # an evaluation sample: no cell
+    assert list(view.benchmark_grid()) == [(4, 16)]

@@ -225,6 +225,8 @@ class MonitorScreen(Screen[None]):
             if "throughput" in figures.latest:
                 view.history.pop()
             view.history.extend(figures.throughput_points)
+        for cell in figures.benchmark_cells:
+            view.add_benchmark_cell(cell)
         for stage_name, (done, total) in figures.progress.items():
             stage = view.stages.get(stage_name)
             if stage is not None:

@@ -36,6 +36,8 @@ def render_accuracy(table: AccuracyTable | None, height: int) -> Text:
             style="yellow",
         )
     if table.task == "unknown":
+        if table.skipped:
+            return Text(f"evaluate skipped: {table.skipped}", style="dim")
         return Text("waiting for the evaluate stage…", style="dim")
     delta_head = {"fp32 run": "Δ run", "card": "Δ card"}.get(table.delta_basis, "Δ")
     lines = [

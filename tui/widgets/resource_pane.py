@@ -25,7 +25,7 @@ def render_resources(view: RunView | None) -> Text:
             text.append("\nGPU ", style="dim")
             text.append("not reported", style="dim")
             return text
-        return Text("sampled while evaluating", style="dim")
+        return Text("sampled while evaluating or benchmarking", style="dim")
     text = Text(no_wrap=True, overflow="ellipsis")
     text.append("CPU ", style="dim")
     text.append(f"{fmt.number(values.get('cpu_percent'), 0)}%")

@@ -1,4 +1,8 @@
-"""Live throughput: samples/s with a sparkline, latency quantiles, batch, padding waste."""
+"""Live throughput: samples/s with a sparkline, latency quantiles, batch, padding waste.
+
+Once the benchmark stage has finished a cell, the pane turns into the batch x sequence
+length grid the vendor guides publish, each cell shaded by its share of the fastest.
+"""
 
 from __future__ import annotations
 
@@ -27,15 +31,53 @@ def throughput_figures(view: RunView | None) -> tuple:
         latency.get("p99_ms"),
         view.batch_size,
         tuple(view.history),
+        tuple(
+            sorted((key, cell.get("samples_per_s")) for key, cell in view.benchmark_grid().items())
+        ),
     )
+
+
+def render_grid(cells: dict[tuple[int, int], float], width: int, height: int) -> Text:
+    """samples/s per batch size (rows) x sequence length (columns), shaded to the max."""
+    batches = sorted({b for b, _ in cells})
+    lengths = sorted({s for _, s in cells})
+    top = max(cells.values()) or 1.0
+    column = max(8, *(len(fmt.number(v, 0)) + 2 for v in cells.values()))
+    label = max(6, len(str(max(batches))) + 2)
+    lines = []
+    if height >= len(batches) + 2:  # the title only where every row still fits
+        lines.append(Text("samples/s · batch ╲ seq", style="dim", no_wrap=True))
+    head = Text(f"{'b ╲ s':<{label}}", style="dim", no_wrap=True, overflow="ellipsis")
+    for length in lengths:
+        head.append(f"{length:>{column}}", style="bold")
+    lines.append(head)
+    for batch in batches:
+        row = Text(no_wrap=True, overflow="ellipsis")
+        row.append(f"{batch:<{label}}", style="bold")
+        for length in lengths:
+            value = cells.get((batch, length))
+            if value is None:
+                row.append(f"{fmt.DASH:>{column}}", style="dim")
+                continue
+            shade = fmt.SPARK[min(len(fmt.SPARK) - 1, round(value / top * (len(fmt.SPARK) - 1)))]
+            row.append(f"{fmt.number(value, 0):>{column - 1}}")
+            row.append(shade, style="cyan")
+        lines.append(row)
+    if len(lines) > height:  # keep the header; say what does not fit
+        hidden = len(lines) - height + 1
+        lines = [*lines[: height - 1], Text(f"… {hidden} more batch sizes", style="dim")]
+    return Text("\n").join(lines[: max(1, height)])
 
 
 def render_throughput(view: RunView | None, width: int, height: int) -> Text:
     if view is None:
         return Text("no run in view", style="dim")
-    (speed, window, tokens, samples, waste, p50, p90, p99, batch, history) = throughput_figures(
-        view
+    (speed, window, tokens, samples, waste, p50, p90, p99, batch, history, grid) = (
+        throughput_figures(view)
     )
+    cells = {key: value for key, value in grid if isinstance(value, int | float)}
+    if cells:
+        return render_grid(cells, width, height)
     if speed is None:
         return Text("waiting for the first batch…", style="dim")
     lines = []
