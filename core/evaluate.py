@@ -91,7 +91,7 @@ class _Scorer:
     ONNX Runtime's threads already fill every core, so a scoring thread beside them
     overlapped nothing: measured on two cores it cost the same wall time as scoring in
     line, plus the GIL hand-offs. Batches are scored in groups instead: one numpy call
-    for eight batches costs little more than for one. NER batches are decoded and scored
+    for a group of batches costs little more than for one. NER batches are decoded and scored
     as arrays (tag codes, not strings): per token, Python would cost as much as a small
     model's inference. Tag strings are made only when someone asks for predictions.
     """
