@@ -107,7 +107,8 @@ class _Scorer:
         self.examples = examples
         self.ner = task == "token-classification"
         self.labels = labels
-        self.table = label_table(labels)
+        self.label_names = label_table(labels)
+        """Model label index -> tag name; the extra last index is O."""
         self.score = score
         self.running: RunningNer | RunningClassification = (
             RunningNer(TagTable(labels)) if self.ner else RunningClassification(labels)
@@ -163,7 +164,7 @@ class _Scorer:
         return {
             "indices": list(indices),
             "lengths": lengths.tolist(),
-            "tags": self.table.tolist(),
+            "tags": self.label_names.tolist(),
             "label_ids": base64.b64encode(label_ids.astype("<u2").tobytes()).decode("ascii"),
         }
 
@@ -178,7 +179,7 @@ class _Scorer:
     def named(self) -> list[Any]:
         """Every example's prediction as strings (NER batches are named on demand)."""
         for indices, label_ids, lengths in self.decoded:
-            tags = _split(self.table[label_ids].tolist(), lengths.tolist())
+            tags = _split(self.label_names[label_ids].tolist(), lengths.tolist())
             for index, words in zip(indices, tags, strict=True):
                 self.predictions[index] = words
         self.decoded = []
