@@ -32,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from core.environment import environment  # noqa: E402
+from kiln_lab.core.environment import environment  # noqa: E402
 
 TARGET_VS_PIPELINE = 6.0
 TARGET_F1_POINTS = 1.0
@@ -46,8 +46,8 @@ VENDOR_FIXED_LENGTH = 256
 def kiln_run(
     model: str, precision: str, padding: str, limit: int | None, seq_len: int | None = None
 ) -> dict:
-    from core.pipeline import run_pipeline
-    from core.runconfig import RunConfig
+    from kiln_lab.core.pipeline import run_pipeline
+    from kiln_lab.core.runconfig import RunConfig
 
     config = RunConfig(
         model=model, precision=precision, padding=padding, limit=limit, seq_len=seq_len
@@ -65,9 +65,9 @@ def pipeline_baseline(model: str, limit: int | None, *, split_words: bool) -> di
     import torch
     from transformers import pipeline
 
-    from core.data import load_builtin
-    from core.metrics import score_ner
-    from core.models import get_card, load_model
+    from kiln_lab.core.data import load_builtin
+    from kiln_lab.core.metrics import score_ner
+    from kiln_lab.core.models import get_card, load_model
 
     card = get_card(model)
     loaded = load_model(card)
@@ -116,15 +116,15 @@ def pipeline_baseline(model: str, limit: int | None, *, split_words: bool) -> di
 
 def harness_overhead(model: str, limit: int | None, repeats: int = 5) -> dict:
     """Kiln's evaluate() (real store, checkpoints) vs a bare session loop, same batches."""
-    from core.data import load_builtin
-    from core.encode import BatchEncoder
-    from core.evaluate import evaluate
-    from core.events import Event
-    from core.models import get_card, load_model
-    from core.pipeline import run_pipeline
-    from core.runconfig import RunConfig
-    from core.runtimes import OnnxRuntimeModel
-    from core.store import RunStore
+    from kiln_lab.core.data import load_builtin
+    from kiln_lab.core.encode import BatchEncoder
+    from kiln_lab.core.evaluate import evaluate
+    from kiln_lab.core.events import Event
+    from kiln_lab.core.models import get_card, load_model
+    from kiln_lab.core.pipeline import run_pipeline
+    from kiln_lab.core.runconfig import RunConfig
+    from kiln_lab.core.runtimes import OnnxRuntimeModel
+    from kiln_lab.core.store import RunStore
 
     card = get_card(model)
     result = run_pipeline(RunConfig(model=model, precision="int8", limit=8), "h", lambda e: None)
@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.disable(logging.WARNING)
     os.environ.setdefault("KILN_HOME", tempfile.mkdtemp(prefix="kiln-bench-"))
-    from core.models import get_card
+    from kiln_lab.core.models import get_card
 
     fixed_len = min(VENDOR_FIXED_LENGTH, get_card(args.model).max_seq_len)
     figures: dict = {"model": args.model, "environment": environment()}

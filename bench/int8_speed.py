@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from core.environment import environment  # noqa: E402
+from kiln_lab.core.environment import environment  # noqa: E402
 
 PERF_ONLY = {
     "bert-base-chinese-ner",
@@ -39,8 +39,8 @@ VARIANTS = ("static", "dynamic")
 def measure(
     model: str, precision: str, trials: int, iterations: int, quantization: str | None = None
 ) -> dict:
-    from core.pipeline import run_pipeline
-    from core.runconfig import RunConfig
+    from kiln_lab.core.pipeline import run_pipeline
+    from kiln_lab.core.runconfig import RunConfig
 
     config = RunConfig(
         model=model,

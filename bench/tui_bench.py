@@ -65,7 +65,7 @@ def first_frame(home: Path, timeout: float = 15.0) -> tuple[float, float]:
     env = dict(os.environ, KILN_HOME=str(home), TERM="xterm-256color")
     start = time.perf_counter()
     proc = subprocess.Popen(  # noqa: S603 - fixed argument list
-        [sys.executable, "-m", "tui.cli", "app"],
+        [sys.executable, "-m", "kiln_lab.tui.cli", "app"],
         stdin=slave,
         stdout=slave,
         stderr=slave,
@@ -103,8 +103,14 @@ def first_frame(home: Path, timeout: float = 15.0) -> tuple[float, float]:
 # -- 2. a flood of events ------------------------------------------------------------------
 def produce(store_path: str, run_id: str, seconds: float, ready: mp.Event, counts) -> None:
     """Write a running run like the worker does: one short transaction per event."""
-    from core.events import LogLine, MetricSampled, ProgressAdvanced, RunStarted, StageStarted
-    from core.store import RunStore
+    from kiln_lab.core.events import (
+        LogLine,
+        MetricSampled,
+        ProgressAdvanced,
+        RunStarted,
+        StageStarted,
+    )
+    from kiln_lab.core.store import RunStore
 
     store = RunStore(store_path)
     store.set_status(run_id, "running", pid=os.getpid())
@@ -164,7 +170,7 @@ def bench_app_class():
     """KilnApp, instrumented: when each key was handled, and when each frame went out."""
     from textual import events
 
-    from tui.app import KilnApp
+    from kiln_lab.tui.app import KilnApp
 
     class BenchApp(KilnApp):
         def __init__(self, *args, **kwargs) -> None:
@@ -260,7 +266,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--frames", type=int, default=5)
     args = parser.parse_args()
-    from core.environment import cpu_info, package_version
+    from kiln_lab.core.environment import cpu_info, package_version
 
     cpu = cpu_info()
     print(
@@ -291,7 +297,7 @@ def main() -> int:
         print("first frame: never appeared  MISS")
     ok &= passed
 
-    from core.store import RunStore
+    from kiln_lab.core.store import RunStore
 
     with tempfile.TemporaryDirectory() as home:
         os.environ["KILN_HOME"] = home

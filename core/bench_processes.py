@@ -14,11 +14,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from core.benchmark import BenchmarkPlan, CellResult, run_cell
+from kiln_lab.core.benchmark import BenchmarkPlan, CellResult, run_cell
 
 
 def _one_process(args: tuple) -> dict[str, Any]:
-    from core.runtimes import OnnxRuntimeModel
+    from kiln_lab.core.runtimes import OnnxRuntimeModel
 
     path, providers, plan_dict, batch, seq_len, input_names, vocab_size = args
     plan = BenchmarkPlan(**{**plan_dict, "processes": 1})

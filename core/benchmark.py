@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 import psutil
 
-from core.errors import Cancelled, ConfigError
-from core.metrics import LatencyRecorder
+from kiln_lab.core.errors import Cancelled, ConfigError
+from kiln_lab.core.metrics import LatencyRecorder
 
 ModelFactory = Callable[[], Any]
 

@@ -19,10 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from core.errors import ConfigError
-from core.events import ArtifactWritten, MetricSampled, ProgressAdvanced
-from core.paths import cache_dir
-from core.runtimes import CompiledModel, FixedShapeModel
+from kiln_lab.core.errors import ConfigError
+from kiln_lab.core.events import ArtifactWritten, MetricSampled, ProgressAdvanced
+from kiln_lab.core.paths import cache_dir
+from kiln_lab.core.runtimes import CompiledModel, FixedShapeModel
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def _fixed(state: Any, model: CompiledModel) -> CompiledModel:
 
 
 def build_torch(state: Any, run: Any) -> CompiledModel:
-    from core.runtimes import TorchModel
+    from kiln_lab.core.runtimes import TorchModel
 
     intra, inter = _threads(state.profile)
     return TorchModel(
@@ -68,7 +68,7 @@ def build_torch(state: Any, run: Any) -> CompiledModel:
 
 
 def build_torchscript(state: Any, run: Any) -> CompiledModel:
-    from core.runtimes import TorchScriptModel
+    from kiln_lab.core.runtimes import TorchScriptModel
 
     intra, inter = _threads(state.profile)
     return _fixed(
@@ -129,7 +129,7 @@ def ort_providers(
 
 
 def build_onnxruntime(state: Any, run: Any) -> CompiledModel:
-    from core.runtimes import OnnxRuntimeModel
+    from kiln_lab.core.runtimes import OnnxRuntimeModel
 
     profile, precision = state.profile, state.config.precision
     path = state.model_path or state.fused_path or state.onnx_path
@@ -156,7 +156,7 @@ def build_onnxruntime(state: Any, run: Any) -> CompiledModel:
 
 
 def build_openvino(state: Any, run: Any) -> CompiledModel:
-    from core.runtime_openvino import OpenVINOModel
+    from kiln_lab.core.runtime_openvino import OpenVINOModel
 
     profile = state.profile
     return _fixed(
@@ -174,7 +174,7 @@ def build_openvino(state: Any, run: Any) -> CompiledModel:
 
 def tool_context(state: Any, batch_size: int | None = None, seq_len: int | None = None) -> Any:
     """The values an external profile's command lines are filled in with, for this run."""
-    from core.toolchain import ToolContext
+    from kiln_lab.core.toolchain import ToolContext
 
     config = state.loaded.model.config
     profile = state.profile
@@ -208,8 +208,8 @@ def calibration_samples(state: Any, seq_len: int) -> list[dict[str, np.ndarray]]
 
 
 def build_external(state: Any, run: Any) -> CompiledModel:
-    from core.runtimes import ToolOnlyModel, load_artifact
-    from core.toolchain import compile_with_tool
+    from kiln_lab.core.runtimes import ToolOnlyModel, load_artifact
+    from kiln_lab.core.toolchain import compile_with_tool
 
     profile = state.profile
     result = compile_with_tool(profile, tool_context(state), cancelled=run.cancelled)
@@ -250,7 +250,7 @@ def _artifact(run: Any, kind: str, path: Path, meta: dict[str, Any]) -> None:
 
 
 def run_stage(run: Any) -> str:
-    from core.pipeline import current_stage
+    from kiln_lab.core.pipeline import current_stage
 
     return current_stage.get() or "compile"
 
@@ -304,8 +304,8 @@ def benchmark_external(state: Any, run: Any) -> list[dict[str, Any]]:
     ``MetricSampled('benchmark', 'throughput', ...)`` and progress events as the
     in-process benchmark; the caller wraps it in ``run.stage('benchmark')``.
     """
-    from core.export import export_onnx
-    from core.toolchain import compile_with_tool, run_external_benchmark
+    from kiln_lab.core.export import export_onnx
+    from kiln_lab.core.toolchain import compile_with_tool, run_external_benchmark
 
     cfg, profile = state.config, state.profile
     batch_sizes = tuple(

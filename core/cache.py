@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.paths import cache_dir
+from kiln_lab.core.paths import cache_dir
 
 
 @dataclass(frozen=True)

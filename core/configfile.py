@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from core.errors import ConfigError
+from kiln_lab.core.errors import ConfigError
 
 M = TypeVar("M", bound=BaseModel)
 

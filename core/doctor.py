@@ -13,7 +13,7 @@ import platform
 import sys
 from typing import Any
 
-from core.environment import cpu_info, package_version
+from kiln_lab.core.environment import cpu_info, package_version
 
 INT8_FLAGS = {
     "avx2": "AVX2: int8 through 16-bit multiply-add (slowest int8 path)",
@@ -60,7 +60,7 @@ def packages() -> dict[str, Any]:
         if version:
             found[gpu_build] = {"version": version}
     found["nvidia-ml-py"] = {"version": package_version("nvidia-ml-py")}
-    from core.availability import ort_providers
+    from kiln_lab.core.availability import ort_providers
 
     if found["onnxruntime"]["version"] or "onnxruntime-gpu" in found:
         found["onnxruntime"]["providers"] = list(ort_providers())
@@ -80,15 +80,15 @@ def packages() -> dict[str, Any]:
 
 
 def gpus() -> dict[str, Any]:
-    from core.availability import nvidia_gpus
+    from kiln_lab.core.availability import nvidia_gpus
 
     devices, problem = nvidia_gpus()
     return {"nvml": "available" if devices else problem, "devices": list(devices)}
 
 
 def profiles() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    from core.availability import check_availability
-    from core.profiles import scan_profiles
+    from kiln_lab.core.availability import check_availability
+    from kiln_lab.core.profiles import scan_profiles
 
     loaded, errors = scan_profiles()
     rows = []

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from core.data import TextExample, TokenExample
+from kiln_lab.core.data import TextExample, TokenExample
 
 log = logging.getLogger(__name__)
 

@@ -17,18 +17,18 @@ from typing import Any
 import numpy as np
 import psutil
 
-from core.data import TextExample, TokenExample
-from core.encode import Encoded, PaddedBatch, label_table
-from core.errors import Cancelled
-from core.events import Event, MetricSampled, ProgressAdvanced
-from core.metrics import (
+from kiln_lab.core.data import TextExample, TokenExample
+from kiln_lab.core.encode import Encoded, PaddedBatch, label_table
+from kiln_lab.core.errors import Cancelled
+from kiln_lab.core.events import Event, MetricSampled, ProgressAdvanced
+from kiln_lab.core.metrics import (
     LatencyRecorder,
     RunningClassification,
     RunningNer,
     TagTable,
     ThroughputMeter,
 )
-from core.runtimes import CompiledModel
+from kiln_lab.core.runtimes import CompiledModel
 
 Emit = Callable[[Event], None]
 SAMPLE_INTERVAL_S = 0.25
@@ -63,7 +63,7 @@ class ResourceSampler:
     """CPU % and RSS of this process (the one running the model)."""
 
     def __init__(self) -> None:
-        from core.benchmark import nvml_device
+        from kiln_lab.core.benchmark import nvml_device
 
         self.process = psutil.Process()
         self.process.cpu_percent(None)
@@ -72,7 +72,7 @@ class ResourceSampler:
         self.gpu = nvml_device()
 
     def sample(self) -> dict[str, float]:
-        from core.benchmark import gpu_sample
+        from kiln_lab.core.benchmark import gpu_sample
 
         cpu = self.process.cpu_percent(None)
         rss = self.process.memory_info().rss

@@ -110,6 +110,25 @@ class MetricSampled(Event):
 
 
 @dataclass(frozen=True)
+class BenchmarkCellMeasured(Event):
+    """One cell of the benchmark grid (batch size x sequence length), measured.
+
+    Its own event, not a ``MetricSampled`` group, so viewers recognise a cell by its
+    type instead of by which keys a values dict happens to carry. ``source`` says who
+    measured it: ``kiln`` (Kiln's own timed loop) or ``tool`` (a vendor tool's figures).
+    """
+
+    kind: ClassVar[str] = "benchmark_cell_measured"
+    stage_name: str
+    batch_size: int
+    seq_len: int
+    samples_per_s: float
+    latency: dict[str, float] = field(default_factory=dict)
+    spread_pct: float = 0.0
+    source: str = "kiln"
+
+
+@dataclass(frozen=True)
 class ArtifactWritten(Event):
     kind: ClassVar[str] = "artifact_written"
     stage_name: str
@@ -139,6 +158,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         StageFinished,
         StageFailed,
         LogLine,
+        BenchmarkCellMeasured,
         ProgressAdvanced,
         MetricSampled,
         ArtifactWritten,
@@ -157,7 +177,7 @@ def from_record(kind: str, payload: str) -> Event:
     try:
         cls = EVENT_TYPES[kind]
     except KeyError:
-        from core.errors import StoreError
+        from kiln_lab.core.errors import StoreError
 
         raise StoreError(
             f"unknown event kind {kind!r} in the run store",

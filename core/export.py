@@ -26,8 +26,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from core.errors import DiskFull, ExportError, KilnError
-from core.paths import cache_dir
+from kiln_lab.core.errors import DiskFull, ExportError, KilnError
+from kiln_lab.core.paths import cache_dir
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from core.paths import assets_dir
-from core.training import RECIPES, TrainingProgress, TrainingReport, get_recipe, train
+from kiln_lab.core.paths import assets_dir
+from kiln_lab.core.training import RECIPES, TrainingProgress, TrainingReport, get_recipe, train
 
 __all__ = ["add_finetune_parser", "cmd_finetune", "get_recipe", "train"]
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from core.quantize import (
+from kiln_lab.core.quantize import (
     QUANTIZABLE_OPS,
     CalibrationSet,
     Int8Recipe,

@@ -60,8 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"kiln-bench: error: no such model file: {args.model}", file=sys.stderr)
         return 2
 
-    from core.errors import KilnError
-    from core.runtimes import load_artifact
+    from kiln_lab.core.errors import KilnError
+    from kiln_lab.core.runtimes import load_artifact
 
     try:
         model = load_artifact(

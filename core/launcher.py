@@ -7,10 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from core.errors import StoreError
-from core.paths import kiln_home
-from core.runconfig import RunConfig
-from core.store import RunStore
+from kiln_lab.core.errors import StoreError
+from kiln_lab.core.paths import kiln_home
+from kiln_lab.core.runconfig import RunConfig
+from kiln_lab.core.store import RunStore
 
 
 def launch(config: RunConfig, store: RunStore) -> str:
@@ -51,7 +51,7 @@ def _spawn(store: RunStore, run_id: str) -> None:
     env["PYTHONPATH"] = os.pathsep.join(p for p in (repo_root, env.get("PYTHONPATH")) if p)
     with open(log_path, "ab") as log_file:
         proc = subprocess.Popen(  # noqa: S603 - fixed argument list, no shell
-            [sys.executable, "-m", "core.worker", run_id, "--store", str(store.path)],
+            [sys.executable, "-m", "kiln_lab.core.worker", run_id, "--store", str(store.path)],
             stdin=subprocess.DEVNULL,
             stdout=log_file,
             stderr=subprocess.STDOUT,

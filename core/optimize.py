@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from core.export import build_entry, cache_key, file_sha256
+from kiln_lab.core.export import build_entry, cache_key, file_sha256
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from core.encode import PaddedBatch
-from core.runtimes import CompiledModel
+from kiln_lab.core.encode import PaddedBatch
+from kiln_lab.core.runtimes import CompiledModel
 
 # Largest max-abs logit difference that passes, per precision, scaled by the family's.
 PRECISION_SCALE = {"fp32": 1.0, "bf16": 100.0, "fp16": 30.0, "int8": 300.0}

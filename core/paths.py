@@ -13,7 +13,7 @@ from pathlib import Path
 
 import platformdirs
 
-from core.errors import ConfigError
+from kiln_lab.core.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

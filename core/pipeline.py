@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.errors import Cancelled, KilnError, LabelMismatch
-from core.events import (
+from kiln_lab.core.errors import Cancelled, KilnError, LabelMismatch
+from kiln_lab.core.events import (
     Event,
     RunStarted,
     StageFailed,
@@ -26,7 +26,8 @@ from core.events import (
     StageSkipped,
     StageStarted,
 )
-from core.runconfig import RunConfig
+from kiln_lab.core.runconfig import RunConfig
+from kiln_lab.core.stages import DESCRIPTIONS
 
 log = logging.getLogger(__name__)
 
@@ -34,19 +35,6 @@ Emit = Callable[[Event], None]
 current_stage: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "current_stage", default=None
 )
-
-DESCRIPTIONS = {
-    "resolve": "Checking the model card, profile, precision and dataset before any work.",
-    "load": "Loading the fp32 reference model and tokenising the dataset.",
-    "export": "Exporting the model to a portable graph the target runtime can compile.",
-    "optimize": "Fusing graph operations so the runtime can use faster kernels.",
-    "quantize": "Converting weights to the chosen precision, calibrated on training samples.",
-    "compile": "Building the runtime session for the target.",
-    "verify": "Comparing the built model's logits with the PyTorch fp32 reference.",
-    "evaluate": "Scoring the test split with the built model, live.",
-    "benchmark": "Measuring throughput and latency on fixed shapes.",
-    "report": "Writing the run's summary and artifacts.",
-}
 
 
 @dataclass
@@ -149,8 +137,8 @@ def run_pipeline(
 
     With ``checkpoints`` from an interrupted run, evaluation continues where it stopped.
     """
-    from core import stages
-    from core.environment import environment
+    from kiln_lab.core.environment import environment
+    from kiln_lab.core.stages import _legacy as stages
 
     state = RunState(config=config, run_id=run_id)
     runner = StageRunner(state, emit, cancelled, checkpoints)

@@ -14,15 +14,15 @@ from typing import Any
 
 import yaml
 
-from core.errors import ConfigError
-from core.events import ArtifactWritten, MetricSampled
-from core.pipeline import RunState, StageRunner
+from kiln_lab.core.errors import ConfigError
+from kiln_lab.core.events import ArtifactWritten, MetricSampled
+from kiln_lab.core.pipeline import RunState, StageRunner
 
 log = logging.getLogger(__name__)
 
 
 def optimize(state: RunState, run: StageRunner) -> None:
-    from core.optimize import fuse_transformer, model_shape, simplify
+    from kiln_lab.core.optimize import fuse_transformer, model_shape, simplify
 
     profile = state.profile
     onnx_based = state.onnx_path is not None and profile.runtime in (
@@ -75,7 +75,7 @@ def optimize(state: RunState, run: StageRunner) -> None:
 
 
 def build_recipe(state: RunState) -> Any:
-    from core.quantize import DynamicInt8, StaticInt8
+    from kiln_lab.core.quantize import DynamicInt8, StaticInt8
 
     cfg, options, keep = state.config, state.profile.int8, state.profile.keep_float
     nodes = list(keep.nodes)
@@ -115,7 +115,7 @@ def load_keep_float(path: Path) -> list[str]:
 
 def calibration_set(state: RunState, samples: int) -> Any:
     """Calibration batches from the train split (or the file itself, said so)."""
-    from core.quantize import CalibrationSet
+    from kiln_lab.core.quantize import CalibrationSet
 
     if "train" in state.dataset.splits:
         split = state.dataset.split("train")
@@ -132,8 +132,8 @@ def calibration_set(state: RunState, samples: int) -> Any:
 
 
 def quantize(state: RunState, run: StageRunner) -> None:
-    from core.quantize import StaticInt8
-    from core.quantize import quantize as quantize_graph
+    from kiln_lab.core.quantize import StaticInt8
+    from kiln_lab.core.quantize import quantize as quantize_graph
 
     precision = state.config.precision
     if precision == "fp32":
@@ -198,7 +198,7 @@ def quantize(state: RunState, run: StageRunner) -> None:
 def half(state: RunState, run: StageRunner) -> None:
     """fp16 for ONNX Runtime: the fused graph on GPU providers (fused Attention has fp16
     kernels there), the unfused one elsewhere; LayerNorm and Softmax stay fp32."""
-    from core.quantize import FP16_BLOCK_LIST, to_float16
+    from kiln_lab.core.quantize import FP16_BLOCK_LIST, to_float16
 
     with run.stage("quantize") as summary:
         gpu = any(p != "CPUExecutionProvider" for p in state.profile.execution_providers)
@@ -228,11 +228,11 @@ def half(state: RunState, run: StageRunner) -> None:
 def run_guard(
     state: RunState, run: StageRunner, recipe: Any, source: Path, calibration: Any
 ) -> Any:
-    from core.evaluate import evaluate
-    from core.export import write_atomically
-    from core.guard import guard_int8
-    from core.paths import artifacts_dir
-    from core.runtimes import OnnxRuntimeModel
+    from kiln_lab.core.evaluate import evaluate
+    from kiln_lab.core.export import write_atomically
+    from kiln_lab.core.guard import guard_int8
+    from kiln_lab.core.paths import artifacts_dir
+    from kiln_lab.core.runtimes import OnnxRuntimeModel
 
     cfg = state.config
     split = state.dataset.split("dev") if "dev" in state.dataset.splits else state.split

@@ -15,10 +15,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, PlainValidator, model_validator
 
-from core.commandline import COMPILE_OUTPUTS, MODEL_INPUTS, check_placeholders, used
-from core.configfile import FrozenConfig, find_config, load_config
-from core.errors import ConfigError, KilnError, ToolchainMissing
-from core.paths import profiles_dir
+from kiln_lab.core.commandline import COMPILE_OUTPUTS, MODEL_INPUTS, check_placeholders, used
+from kiln_lab.core.configfile import FrozenConfig, find_config, load_config
+from kiln_lab.core.errors import ConfigError, KilnError, ToolchainMissing
+from kiln_lab.core.paths import profiles_dir
 
 Precision = Literal["fp32", "fp16", "bf16", "int8"]
 RuntimeName = Literal["torch", "torchscript", "onnxruntime", "openvino", "external"]
@@ -325,7 +325,7 @@ class Profile(FrozenConfig):
 
 def check_availability(profile: Profile) -> Any:
     """Whether ``profile`` can run here; see :func:`core.availability.check_availability`."""
-    from core.availability import check_availability as check
+    from kiln_lab.core.availability import check_availability as check
 
     return check(profile)
 

@@ -18,8 +18,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from core.errors import ConfigError
-from core.export import build_entry, cache_key, file_sha256
+from kiln_lab.core.errors import ConfigError
+from kiln_lab.core.export import build_entry, cache_key, file_sha256
 
 log = logging.getLogger(__name__)
 

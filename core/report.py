@@ -19,8 +19,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from core.errors import ConfigError
-from core.store import RunRecord
+from kiln_lab.core.errors import ConfigError
+from kiln_lab.core.store import RunRecord
 
 FORMATS = ("md", "csv", "json", "html")
 METRICS = ("entity_f1", "accuracy")

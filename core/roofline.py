@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from core.environment import cpu_info
-from core.export import cache_key
-from core.paths import cache_dir
+from kiln_lab.core.environment import cpu_info
+from kiln_lab.core.export import cache_key
+from kiln_lab.core.paths import cache_dir
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from core.errors import ConfigError
+from kiln_lab.core.errors import ConfigError
 
 PADDINGS = ("bucket", "fixed")
 SPLITS = ("train", "dev", "test")

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from core.errors import ConfigError, RuntimeFailure
-from core.runtimes import Batch, CompiledModel, cpu_affinity
+from kiln_lab.core.errors import ConfigError, RuntimeFailure
+from kiln_lab.core.runtimes import Batch, CompiledModel, cpu_affinity
 
 log = logging.getLogger(__name__)
 

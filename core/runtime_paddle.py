@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from core.errors import RuntimeFailure
-from core.runtimes import Batch, CompiledModel, cpu_affinity
+from kiln_lab.core.errors import RuntimeFailure
+from kiln_lab.core.runtimes import Batch, CompiledModel, cpu_affinity
 
 
 class PaddleInferenceModel(CompiledModel):

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from core.errors import ConfigError, RuntimeFailure
+from kiln_lab.core.errors import ConfigError, RuntimeFailure
 
 log = logging.getLogger(__name__)
 
@@ -377,13 +377,13 @@ class ToolOnlyModel(CompiledModel):
 
 
 def _openvino(*args: Any, **kwargs: Any) -> CompiledModel:
-    from core.runtime_openvino import OpenVINOModel
+    from kiln_lab.core.runtime_openvino import OpenVINOModel
 
     return OpenVINOModel(*args, **kwargs)
 
 
 def _paddle(*args: Any, **kwargs: Any) -> CompiledModel:
-    from core.runtime_paddle import PaddleInferenceModel
+    from kiln_lab.core.runtime_paddle import PaddleInferenceModel
 
     return PaddleInferenceModel(*args, **kwargs)
 

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.errors import RunNotFound, StoreError
-from core.events import Event, from_record, to_record
-from core.paths import kiln_home
+from kiln_lab.core.errors import RunNotFound, StoreError
+from kiln_lab.core.events import Event, from_record, to_record
+from kiln_lab.core.paths import kiln_home
 
 APPLICATION_ID = 0x4B494C4E  # "KILN"
 SCHEMA_VERSION = 1
@@ -399,7 +399,7 @@ class RunStore:
     @_locked
     def append_many(self, run_id: str, events: Iterable[Event]) -> int:
         """Append events in one short transaction; returns the last sequence number."""
-        from core.events import ArtifactWritten, MetricSampled
+        from kiln_lab.core.events import ArtifactWritten, MetricSampled
 
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
@@ -520,7 +520,7 @@ class RunStore:
 
     def tail(self, run_id: str, *, after: int = 0, poll_s: float = 0.1) -> Iterator[StoredEvent]:
         """Yield a run's events as they arrive until it finishes (or its worker dies)."""
-        from core.events import RunFinished
+        from kiln_lab.core.events import RunFinished
 
         while True:
             batch = self.events(run_id, after=after, limit=500)
@@ -538,7 +538,7 @@ class RunStore:
 
 
 def _interrupted_event() -> Event:
-    from core.events import RunFinished
+    from kiln_lab.core.events import RunFinished
 
     return RunFinished(
         status="interrupted",

@@ -24,11 +24,11 @@ from typing import Any
 
 import numpy as np
 
-from core.commandline import render, render_text, used
-from core.errors import ConfigError, ToolchainMissing
-from core.export import cache_key, file_sha256
-from core.paths import cache_dir
-from core.toolrun import ToolFailed, ToolRun, run_tool
+from kiln_lab.core.commandline import render, render_text, used
+from kiln_lab.core.errors import ConfigError, ToolchainMissing
+from kiln_lab.core.export import cache_key, file_sha256
+from kiln_lab.core.paths import cache_dir
+from kiln_lab.core.toolrun import ToolFailed, ToolRun, run_tool
 
 __all__ = [
     "CompileResult",

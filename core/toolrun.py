@@ -23,8 +23,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.errors import Cancelled, RuntimeFailure, ToolchainMissing
-from core.paths import REPO_ROOT
+from kiln_lab.core.errors import Cancelled, RuntimeFailure, ToolchainMissing
+from kiln_lab.core.paths import REPO_ROOT
 
 log = logging.getLogger(__name__)
 TAIL_LINES = 40

@@ -2,7 +2,7 @@
 
 Runs never execute in the app or the CLI process, so a closed terminal or a dropped
 SSH link does not stop them. Cancellation arrives as a flag in the store (or SIGTERM /
-SIGINT) and is honoured between batches. ``python -m core.worker RUN_ID --store PATH``.
+SIGINT) and is honoured between batches. ``python -m kiln_lab.core.worker RUN_ID --store PATH``.
 """
 
 from __future__ import annotations
@@ -19,13 +19,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from core.errors import Cancelled, KilnError
-from core.events import Event, LogLine, RunFinished
-from core.pipeline import Checkpoints, current_stage, run_pipeline
-from core.runconfig import RunConfig
-from core.store import RunStore
+from kiln_lab.core.errors import Cancelled, KilnError
+from kiln_lab.core.events import Event, LogLine, RunFinished
+from kiln_lab.core.pipeline import Checkpoints, current_stage, run_pipeline
+from kiln_lab.core.runconfig import RunConfig
+from kiln_lab.core.store import RunStore
 
-LOGGERS = ("core", "transformers", "onnxruntime", "torch.onnx")
+LOGGERS = ("kiln_lab", "transformers", "onnxruntime", "torch.onnx")
 
 
 class StoreEmitter:
@@ -126,7 +126,7 @@ def execute_run(store: RunStore, run_id: str) -> int:
             "message": f"{type(exc).__name__}: {exc}",
             "hint": "this is a bug in Kiln; the traceback is in the run's log",
         }
-        emit(LogLine(current_stage.get(), "error", traceback.format_exc(), "core.worker"))
+        emit(LogLine(current_stage.get(), "error", traceback.format_exc(), "kiln_lab.core.worker"))
         emit(RunFinished("failed", error=error))
         store.set_status(run_id, "failed", error=error)
         return 2
@@ -140,7 +140,7 @@ def execute_run(store: RunStore, run_id: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m core.worker")
+    parser = argparse.ArgumentParser(prog="python -m kiln_lab.core.worker")
     parser.add_argument("run_id")
     parser.add_argument("--store", type=Path, default=None)
     args = parser.parse_args(argv)

@@ -30,7 +30,7 @@ TINY = {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size":
 
 
 def _tiny_tokenizer(family: str):
-    from core.models.perf_tokenizer import _package_file, cjk_char_tokenizer
+    from kiln_lab.core.models.perf_tokenizer import _package_file, cjk_char_tokenizer
 
     if family != "xlm-roberta":
         return cjk_char_tokenizer(6000)
@@ -49,7 +49,7 @@ def build_tiny_model(
     """Write a seeded random model of ``family`` with its tokenizer to ``out``."""
     import torch
 
-    from core.models.families import get_family
+    from kiln_lab.core.models.families import get_family
 
     spec = get_family(family)
     tokenizer = _tiny_tokenizer(family)

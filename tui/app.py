@@ -26,12 +26,18 @@ from textual.reactive import var
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
-from core.events import STAGES
-from tui.catalogue import Catalogue
-from tui.screens.main import MainScreen
-from tui.screens.modals import ConfirmCancelScreen, ErrorScreen, HelpScreen, QuitScreen, error_dict
-from tui.screens.monitor import MonitorScreen
-from tui.state import LEVELS
+from kiln_lab.core.events import STAGES
+from kiln_lab.tui.catalogue import Catalogue
+from kiln_lab.tui.screens.main import MainScreen
+from kiln_lab.tui.screens.modals import (
+    ConfirmCancelScreen,
+    ErrorScreen,
+    HelpScreen,
+    QuitScreen,
+    error_dict,
+)
+from kiln_lab.tui.screens.monitor import MonitorScreen
+from kiln_lab.tui.state import LEVELS
 
 KILN_WORKER_GROUPS = frozenset(
     {"catalogue", "store", "cancel", "compare", "launch", "tail", "runs", "environment"}
@@ -75,7 +81,7 @@ class KilnApp(App[int]):
         self._bugs_shown: set[str] = set()
         self.main_screen = MainScreen()
         if self.no_color:
-            from tui.nocolor import install
+            from kiln_lab.tui.nocolor import install
 
             install(self)
 
@@ -95,13 +101,13 @@ class KilnApp(App[int]):
     @work(thread=True, exit_on_error=False, group="catalogue")
     def _load_catalogue(self) -> None:
         """Ask ``python -m tui.probe`` (see there why a process); it answers twice."""
-        from tui.probe import from_json
+        from kiln_lab.tui.probe import from_json
 
         repo = str(Path(__file__).resolve().parent.parent)
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (repo, env.get("PYTHONPATH")) if p)
         proc = subprocess.Popen(  # noqa: S603 - fixed argument list, no shell
-            [sys.executable, "-m", "tui.probe"],
+            [sys.executable, "-m", "kiln_lab.tui.probe"],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -131,8 +137,8 @@ class KilnApp(App[int]):
 
     @work(thread=True, exit_on_error=False, group="store")
     def _open_store(self) -> None:
-        from core.errors import KilnError
-        from core.store import RunStore
+        from kiln_lab.core.errors import KilnError
+        from kiln_lab.core.store import RunStore
 
         try:
             with RunStore(self.store_path) as store:
@@ -158,7 +164,7 @@ class KilnApp(App[int]):
         welcome = self.show_welcome if self.show_welcome is not None else not records
         self.first_run = not records
         if welcome and attach is None:
-            from tui.screens.welcome import WelcomeScreen
+            from kiln_lab.tui.screens.welcome import WelcomeScreen
 
             self.push_screen(WelcomeScreen(), self._welcome_closed)
 
@@ -186,8 +192,8 @@ class KilnApp(App[int]):
 
     @work(thread=True, exit_on_error=False, group="cancel")
     def _request_cancel(self, run_id: str) -> None:
-        from core.errors import KilnError
-        from core.store import RunStore
+        from kiln_lab.core.errors import KilnError
+        from kiln_lab.core.store import RunStore
 
         try:
             with RunStore(self.store_path) as store:
@@ -219,7 +225,7 @@ class KilnApp(App[int]):
 
         def answered(choice: str | None) -> None:
             if choice == "cancel":
-                from core.store import RunStore
+                from kiln_lab.core.store import RunStore
 
                 with RunStore(self.store_path) as store:
                     store.request_cancel(run_id)
@@ -251,13 +257,13 @@ class KilnApp(App[int]):
         self.push_screen(name)
 
     def action_show_runs(self) -> None:
-        from tui.screens.runs import RunsScreen
+        from kiln_lab.tui.screens.runs import RunsScreen
 
         if not isinstance(self.screen, RunsScreen):
             self.push_screen(RunsScreen())
 
     def action_show_welcome(self) -> None:
-        from tui.screens.welcome import WelcomeScreen
+        from kiln_lab.tui.screens.welcome import WelcomeScreen
 
         if not isinstance(self.screen, WelcomeScreen):
             self.push_screen(WelcomeScreen(), self._welcome_closed)
@@ -390,7 +396,7 @@ class KilnApp(App[int]):
         self.show_error(error_dict(error))
 
     def _log_exception(self, error: BaseException) -> None:
-        from core.paths import kiln_home
+        from kiln_lab.core.paths import kiln_home
 
         logs = kiln_home() / "logs"
         logs.mkdir(parents=True, exist_ok=True)

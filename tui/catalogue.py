@@ -1,4 +1,4 @@
-"""What the pickers offer: model cards, datasets and profiles, read from core.
+"""What the pickers offer: model cards, datasets and profiles, read from kiln_lab.core.
 
 :func:`load_catalogue` reads YAML, looks for weights and checks each profile (which
 imports ONNX Runtime), so the app calls it from a thread worker, never before the
@@ -86,8 +86,8 @@ class Selection:
 
     def to_config(self, catalogue: Catalogue) -> Any:
         """The ``RunConfig`` for this choice (a model without weights runs perf-only)."""
-        from core.errors import ConfigError
-        from core.runconfig import RunConfig
+        from kiln_lab.core.errors import ConfigError
+        from kiln_lab.core.runconfig import RunConfig
 
         if not self.model:
             raise ConfigError("no model chosen", hint="pick a model card on the left")
@@ -139,12 +139,12 @@ def load_catalogue(*, check_profiles: bool = True) -> Catalogue:
     ``check_profiles=False`` skips the availability checks (some import torch, seconds):
     profiles come back with ``available=None``; :func:`with_availability` fills them in.
     """
-    from core.errors import KilnError, ModelNotFound
+    from kiln_lab.core.errors import KilnError, ModelNotFound
 
     problems: list[dict[str, Any]] = []
     models: list[ModelEntry] = []
     try:
-        from core.models import list_cards, locate_weights
+        from kiln_lab.core.models import list_cards, locate_weights
 
         for card in list_cards():
             weights, missing = None, ""
@@ -169,7 +169,7 @@ def load_catalogue(*, check_profiles: bool = True) -> Catalogue:
         problems.append(exc.to_dict())
     profiles: list[ProfileEntry] = []
     try:
-        from core.profiles import check_availability, list_profiles
+        from kiln_lab.core.profiles import check_availability, list_profiles
 
         for profile in list_profiles():
             status = check_availability(profile) if check_profiles else None
@@ -190,7 +190,7 @@ def load_catalogue(*, check_profiles: bool = True) -> Catalogue:
         problems.append(exc.to_dict())
     datasets: tuple[tuple[str, str], ...] = ()
     try:
-        from core.data import builtin_datasets
+        from kiln_lab.core.data import builtin_datasets
 
         datasets = tuple(builtin_datasets().items())
     except KilnError as exc:
@@ -200,8 +200,8 @@ def load_catalogue(*, check_profiles: bool = True) -> Catalogue:
 
 def with_availability(catalogue: Catalogue) -> Catalogue:
     """The catalogue with every profile's availability checked (call from a thread)."""
-    from core.errors import KilnError
-    from core.profiles import check_availability, get_profile
+    from kiln_lab.core.errors import KilnError
+    from kiln_lab.core.profiles import check_availability, get_profile
 
     problems = list(catalogue.problems)
     profiles = []
@@ -222,7 +222,7 @@ def environment_checks() -> list[tuple[str, bool, str]]:
     """(what, ok, detail) lines for the welcome screen; no heavy import happens here."""
     import platform
 
-    from core.environment import cpu_info, package_version
+    from kiln_lab.core.environment import cpu_info, package_version
 
     checks: list[tuple[str, bool, str]] = []
     version = platform.python_version()

@@ -16,7 +16,7 @@ from typing import Any
 
 from rich.console import Console
 
-from core.errors import Cancelled, KilnError
+from kiln_lab.core.errors import Cancelled, KilnError
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -149,7 +149,7 @@ def _int_list(text: str) -> tuple[int, ...]:
 
 
 def _config_from_args(args: argparse.Namespace, **overrides: Any) -> Any:
-    from core.runconfig import RunConfig
+    from kiln_lab.core.runconfig import RunConfig
 
     values = {
         "model": args.model,
@@ -180,9 +180,9 @@ def _config_from_args(args: argparse.Namespace, **overrides: Any) -> Any:
 
 
 def _launch(config: Any, args: argparse.Namespace) -> int:
-    from core.launcher import launch
-    from core.stages import preflight
-    from core.store import RunStore
+    from kiln_lab.core.launcher import launch
+    from kiln_lab.core.stages.resolve import preflight
+    from kiln_lab.core.store import RunStore
 
     with err.status("checking model, profile and data…"):
         preflight(config)
@@ -260,7 +260,7 @@ def follow(store: Any, run_id: str, *, as_json: bool = False, cancel_on_ctrl_c: 
     Ctrl-C asks the worker to cancel (for the run this command started), or just stops
     following (for ``kiln attach``: the run goes on).
     """
-    from tui.follow import follow_run
+    from kiln_lab.tui.follow import follow_run
 
     try:
         status = follow_run(store, run_id, err)
@@ -279,7 +279,7 @@ def follow(store: Any, run_id: str, *, as_json: bool = False, cancel_on_ctrl_c: 
     if as_json:
         _print_json(_json_result(record))
     elif record.result:
-        from tui.render import result_table
+        from kiln_lab.tui.render import result_table
 
         out.print(result_table(record.result))
     if record.status == "succeeded":
@@ -322,7 +322,7 @@ def _json_result(record: Any) -> dict[str, Any]:
 
 
 def cmd_attach(args: argparse.Namespace) -> int:
-    from core.store import RunStore
+    from kiln_lab.core.store import RunStore
 
     store = RunStore()
     record = store.run(args.run_id)
@@ -330,8 +330,8 @@ def cmd_attach(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from core.launcher import resume
-    from core.store import RunStore
+    from kiln_lab.core.launcher import resume
+    from kiln_lab.core.store import RunStore
 
     store = RunStore()
     run_id = resume(store, store.run(args.run_id).id)
@@ -343,7 +343,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 # -- history --------------------------------------------------------------------------------
 def cmd_runs(args: argparse.Namespace) -> int:
-    from core.store import RunStore
+    from kiln_lab.core.store import RunStore
 
     store = RunStore()
     records = store.runs(limit=args.limit)
@@ -356,14 +356,14 @@ def cmd_runs(args: argparse.Namespace) -> int:
     elif not records:
         err.print("no runs yet: try `kiln run --model zh-ner-tiny`")
     else:
-        from tui.render import runs_table
+        from kiln_lab.tui.render import runs_table
 
         out.print(runs_table(records))
     return 0
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from core.store import RunStore
+    from kiln_lab.core.store import RunStore
 
     store = RunStore()
     record = store.run(args.run_id)
@@ -374,7 +374,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         data["artifacts"] = store.artifacts(record.id)
         _print_json(data)
         return 0
-    from tui.render import result_table, runs_table
+    from kiln_lab.tui.render import result_table, runs_table
 
     out.print(runs_table([record]))
     if record.result:
@@ -388,8 +388,8 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_models(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    from core.errors import ModelNotFound
-    from core.models import list_cards, locate_weights
+    from kiln_lab.core.errors import ModelNotFound
+    from kiln_lab.core.models import list_cards, locate_weights
 
     rows = []
     for card in list_cards():
@@ -421,7 +421,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 def cmd_datasets(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    from core.data import builtin_datasets, describe_builtin
+    from kiln_lab.core.data import builtin_datasets, describe_builtin
 
     rows = []
     with err.status("deriving built-in datasets (cached after the first time)…"):
@@ -450,7 +450,7 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 def cmd_profiles(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    from core.profiles import check_availability, list_profiles
+    from kiln_lab.core.profiles import check_availability, list_profiles
 
     if args.action == "check":
         return _check_profile_file(args)
@@ -493,7 +493,7 @@ def cmd_profiles(args: argparse.Namespace) -> int:
 
 def _check_profile_file(args: argparse.Namespace) -> int:
     """``kiln profiles check FILE``: validate one profile; OK, or the error and exit 1."""
-    from core.profiles import load_profile_file
+    from kiln_lab.core.profiles import load_profile_file
 
     if not args.file:
         raise KilnError("which file?", hint="kiln profiles check FILE")
@@ -513,14 +513,14 @@ def _check_profile_file(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from core.doctor import doctor
+    from kiln_lab.core.doctor import doctor
 
     with err.status("looking at this machine and every profile…"):
         report = doctor()
     if args.json:
         _print_json(report)
         return 0
-    from tui.doctor_view import doctor_view
+    from kiln_lab.tui.doctor_view import doctor_view
 
     out.print(doctor_view(report))
     return 0
@@ -543,8 +543,8 @@ def _report_formats(text: str) -> list[str]:
 def cmd_report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from core.report import write_report
-    from core.store import RunStore
+    from kiln_lab.core.report import write_report
+    from kiln_lab.core.store import RunStore
 
     store = RunStore()
     records = [store.run(run_id) for run_id in args.run_ids]
@@ -562,8 +562,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_cache(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    from core import cache
-    from tui.render import when
+    from kiln_lab.core import cache
+    from kiln_lab.tui.render import when
 
     if args.action == "clear":
         count, freed = cache.clear(older_than_days=args.older_than)
@@ -596,7 +596,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
 
 def cmd_app(args: argparse.Namespace) -> int:
-    from tui.app import run_app
+    from kiln_lab.tui.app import run_app
 
     return run_app(attach=getattr(args, "attach", None))
 
@@ -679,7 +679,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("app", cmd_app, "open the terminal app")
     p.add_argument("--attach", metavar="RUN_ID", help="open this run live (full id or prefix)")
     try:
-        from core.finetune import add_finetune_parser
+        from kiln_lab.core.finetune import add_finetune_parser
     except ImportError:
         pass
     else:

@@ -8,7 +8,7 @@ from typing import Any
 
 from rich.text import Text
 
-from tui import format as fmt
+from kiln_lab.tui import format as fmt
 
 ACCURACY = (
     ("entity_f1", "entity F1"),

@@ -7,7 +7,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from core.events import (
+from kiln_lab.core.events import (
     LogLine,
     MetricSampled,
     ProgressAdvanced,

@@ -6,9 +6,9 @@ from typing import Any
 
 from textual.message import Message
 
-from core.events import Event
-from tui.catalogue import Catalogue, Selection
-from tui.tail import Figures
+from kiln_lab.core.events import Event
+from kiln_lab.tui.catalogue import Catalogue, Selection
+from kiln_lab.tui.tail import Figures
 
 
 class RunEventsFetched(Message):

@@ -14,7 +14,13 @@ import sys
 from dataclasses import asdict
 from typing import Any
 
-from tui.catalogue import Catalogue, ModelEntry, ProfileEntry, load_catalogue, with_availability
+from kiln_lab.tui.catalogue import (
+    Catalogue,
+    ModelEntry,
+    ProfileEntry,
+    load_catalogue,
+    with_availability,
+)
 
 
 def to_json(catalogue: Catalogue) -> str:

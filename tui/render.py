@@ -8,7 +8,7 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
-from tui.format import STATUS_STYLE
+from kiln_lab.tui.format import STATUS_STYLE
 
 
 def fmt(value: Any, digits: int = 4) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 
 from rich.cells import cell_len
 
-from core.events import (
+from kiln_lab.core.events import (
     STAGES,
     ArtifactWritten,
     Event,
@@ -29,7 +29,7 @@ from core.events import (
     StageSkipped,
     StageStarted,
 )
-from tui.tail import is_benchmark_cell
+from kiln_lab.tui.tail import is_benchmark_cell
 
 LOG_CAP = 5_000
 """Log lines kept in memory per run (the store keeps them all)."""

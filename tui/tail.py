@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.events import Event, MetricSampled, ProgressAdvanced, RunFinished
+from kiln_lab.core.events import Event, MetricSampled, ProgressAdvanced, RunFinished
 
 POLL_S = 0.1
 BATCH = 2_000

@@ -5,11 +5,11 @@ problem with a file is a ``DataError`` (``LabelMismatch`` for labels the model d
 know) naming the file and line.
 """
 
-from core.data.bio import read_bio
-from core.data.builtin import builtin_datasets, describe_builtin, load_builtin
-from core.data.formats import read_file
-from core.data.tsv import read_tsv
-from core.data.types import (
+from kiln_lab.core.data.bio import read_bio
+from kiln_lab.core.data.builtin import builtin_datasets, describe_builtin, load_builtin
+from kiln_lab.core.data.formats import read_file
+from kiln_lab.core.data.tsv import read_tsv
+from kiln_lab.core.data.types import (
     Dataset,
     Split,
     TextExample,
@@ -17,7 +17,7 @@ from core.data.types import (
     content_hash,
     normalise_width,
 )
-from core.data.xnli import XNLI_LABELS, read_xnli
+from kiln_lab.core.data.xnli import XNLI_LABELS, read_xnli
 
 __all__ = [
     "XNLI_LABELS",

@@ -18,9 +18,15 @@ import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from core.data.textio import read_lines, short
-from core.data.types import TOKEN_CLASSIFICATION, Dataset, TokenExample, make_split, shared_tokens
-from core.errors import DataError, LabelMismatch
+from kiln_lab.core.data.textio import read_lines, short
+from kiln_lab.core.data.types import (
+    TOKEN_CLASSIFICATION,
+    Dataset,
+    TokenExample,
+    make_split,
+    shared_tokens,
+)
+from kiln_lab.core.errors import DataError, LabelMismatch
 
 log = logging.getLogger(__name__)
 

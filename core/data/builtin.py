@@ -17,9 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.data import cache, peoples_daily, reviews
-from core.data.types import Dataset
-from core.errors import DataError
+from kiln_lab.core.data import cache, peoples_daily, reviews
+from kiln_lab.core.data.types import Dataset
+from kiln_lab.core.errors import DataError
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from core.data.types import Dataset, Split, TextExample, TokenExample, shared_tokens
-from core.paths import cache_dir
+from kiln_lab.core.data.types import Dataset, Split, TextExample, TokenExample, shared_tokens
+from kiln_lab.core.paths import cache_dir
 
 log = logging.getLogger(__name__)
 

@@ -6,11 +6,11 @@ import difflib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from core.data.bio import read_bio
-from core.data.tsv import read_tsv
-from core.data.types import Dataset
-from core.data.xnli import read_xnli
-from core.errors import DataError
+from kiln_lab.core.data.bio import read_bio
+from kiln_lab.core.data.tsv import read_tsv
+from kiln_lab.core.data.types import Dataset
+from kiln_lab.core.data.xnli import read_xnli
+from kiln_lab.core.errors import DataError
 
 READERS: dict[str, Callable[..., Dataset]] = {
     "bio": read_bio,

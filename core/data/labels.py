@@ -12,8 +12,8 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-from core.data.textio import short
-from core.errors import LabelMismatch
+from kiln_lab.core.data.textio import short
+from kiln_lab.core.errors import LabelMismatch
 
 _SHORT_INT = re.compile(r"^-?\d{1,3}$")
 

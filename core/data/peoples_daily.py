@@ -31,7 +31,7 @@ from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
-from core.data.types import (
+from kiln_lab.core.data.types import (
     TOKEN_CLASSIFICATION,
     Dataset,
     TokenExample,

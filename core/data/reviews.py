@@ -15,7 +15,7 @@ import logging
 from collections.abc import Iterable
 from pathlib import Path
 
-from core.data.types import (
+from kiln_lab.core.data.types import (
     SEQUENCE_CLASSIFICATION,
     Dataset,
     TextExample,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from core.errors import DataError
+from kiln_lab.core.errors import DataError
 
 log = logging.getLogger(__name__)
 

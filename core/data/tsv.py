@@ -23,16 +23,16 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from core.data.labels import LabelMap
-from core.data.textio import read_lines, short
-from core.data.types import (
+from kiln_lab.core.data.labels import LabelMap
+from kiln_lab.core.data.textio import read_lines, short
+from kiln_lab.core.data.types import (
     SENTENCE_PAIR_CLASSIFICATION,
     SEQUENCE_CLASSIFICATION,
     Dataset,
     TextExample,
     make_split,
 )
-from core.errors import DataError
+from kiln_lab.core.errors import DataError
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from core.errors import DataError
+from kiln_lab.core.errors import DataError
 
 TOKEN_CLASSIFICATION = "token-classification"
 SEQUENCE_CLASSIFICATION = "sequence-classification"

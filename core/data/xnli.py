@@ -21,11 +21,11 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from core.data.labels import LabelMap
-from core.data.textio import read_lines
-from core.data.tsv import empty_error, first_row, numbered_rows, pick, require_cells
-from core.data.types import SENTENCE_PAIR_CLASSIFICATION, Dataset, TextExample, make_split
-from core.errors import DataError
+from kiln_lab.core.data.labels import LabelMap
+from kiln_lab.core.data.textio import read_lines
+from kiln_lab.core.data.tsv import empty_error, first_row, numbered_rows, pick, require_cells
+from kiln_lab.core.data.types import SENTENCE_PAIR_CLASSIFICATION, Dataset, TextExample, make_split
+from kiln_lab.core.errors import DataError
 
 log = logging.getLogger(__name__)
 

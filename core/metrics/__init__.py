@@ -5,14 +5,14 @@ Panes draw these values; they never compute them. Running variants (``RunningNer
 so a live view can take a snapshot a few times a second during a long run.
 """
 
-from core.metrics.classification import (
+from kiln_lab.core.metrics.classification import (
     ClassificationScores,
     RunningClassification,
     score_classification,
 )
-from core.metrics.ner import NerScores, RunningNer, TagTable, extract_entities, score_ner
-from core.metrics.scores import ClassScore, EntityScore
-from core.metrics.speed import LatencyRecorder, ThroughputMeter
+from kiln_lab.core.metrics.ner import NerScores, RunningNer, TagTable, extract_entities, score_ner
+from kiln_lab.core.metrics.scores import ClassScore, EntityScore
+from kiln_lab.core.metrics.speed import LatencyRecorder, ThroughputMeter
 
 __all__ = [
     "ClassScore",

@@ -12,8 +12,8 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from core.errors import DataError
-from core.metrics.scores import ClassScore, divide
+from kiln_lab.core.errors import DataError
+from kiln_lab.core.metrics.scores import ClassScore, divide
 
 _HINT = "pass one true label and one predicted label per sample, in the same order"
 

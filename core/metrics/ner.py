@@ -23,8 +23,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from core.errors import DataError
-from core.metrics.scores import EntityScore, divide
+from kiln_lab.core.errors import DataError
+from kiln_lab.core.metrics.scores import EntityScore, divide
 
 Entity = tuple[str, int, int]
 """(type, start, end) with ``end`` inclusive, token positions within one sentence."""

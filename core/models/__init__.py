@@ -1,8 +1,8 @@
 """Model cards, family specs and weight loading."""
 
-from core.models.cards import ModelCard, get_card, list_cards, load_card_file
-from core.models.families import FAMILIES, FamilySpec, get_family
-from core.models.loading import LoadedModel, load_model, locate_weights
+from kiln_lab.core.models.cards import ModelCard, get_card, list_cards, load_card_file
+from kiln_lab.core.models.families import FAMILIES, FamilySpec, get_family
+from kiln_lab.core.models.loading import LoadedModel, load_model, locate_weights
 
 __all__ = [
     "FAMILIES",

@@ -15,9 +15,9 @@ from typing import Any, Literal
 
 from pydantic import Field, StrictBool, field_validator, model_validator
 
-from core.configfile import FrozenConfig, find_config, load_config
-from core.models.families import FAMILIES
-from core.paths import assets_dir
+from kiln_lab.core.configfile import FrozenConfig, find_config, load_config
+from kiln_lab.core.models.families import FAMILIES
+from kiln_lab.core.paths import assets_dir
 
 MetricName = Literal[
     "entity_f1", "entity_precision", "entity_recall", "token_accuracy", "accuracy", "macro_f1"

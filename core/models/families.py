@@ -11,7 +11,7 @@ import difflib
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from core.errors import ConfigError
+from kiln_lab.core.errors import ConfigError
 
 TASKS: tuple[str, ...] = (
     "token-classification",

@@ -17,10 +17,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.errors import ConfigError, KilnError, LabelMismatch, ModelLoadError, ModelNotFound
-from core.models.cards import ModelCard
-from core.models.families import get_family
-from core.paths import assets_dir, kiln_home
+from kiln_lab.core.errors import (
+    ConfigError,
+    KilnError,
+    LabelMismatch,
+    ModelLoadError,
+    ModelNotFound,
+)
+from kiln_lab.core.models.cards import ModelCard
+from kiln_lab.core.models.families import get_family
+from kiln_lab.core.paths import assets_dir, kiln_home
 
 log = logging.getLogger(__name__)
 
@@ -306,7 +312,7 @@ def _random_model(card: ModelCard) -> LoadedModel:
     """The card's architecture with seeded random weights: for speed figures only."""
     import torch
 
-    from core.models.perf_tokenizer import perf_tokenizer_for
+    from kiln_lab.core.models.perf_tokenizer import perf_tokenizer_for
 
     family = get_family(card.family)
     tokenizer, arch = perf_tokenizer_for(card)

@@ -13,8 +13,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from core.errors import ModelNotFound
-from core.models.cards import ModelCard
+from kiln_lab.core.errors import ModelNotFound
+from kiln_lab.core.models.cards import ModelCard
 
 SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 

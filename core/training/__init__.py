@@ -4,11 +4,11 @@ Recipes name everything a shipped model needs; ``train`` runs one, keeps the bes
 on dev, reports test, saves a Hugging Face directory and writes the model card.
 """
 
-from core.training.batches import epoch_order
-from core.training.evaluation import evaluate
-from core.training.loop import TrainingProgress, TrainingReport, train
-from core.training.recipes import RECIPES, Recipe, get_recipe
-from core.training.vocabulary import SPECIAL_TOKENS, build_tokenizer, build_vocabulary
+from kiln_lab.core.training.batches import epoch_order
+from kiln_lab.core.training.evaluation import evaluate
+from kiln_lab.core.training.loop import TrainingProgress, TrainingReport, train
+from kiln_lab.core.training.recipes import RECIPES, Recipe, get_recipe
+from kiln_lab.core.training.vocabulary import SPECIAL_TOKENS, build_tokenizer, build_vocabulary
 
 __all__ = [
     "RECIPES",

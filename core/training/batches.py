@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from core.encode import Encoded
-from core.training.recipes import Recipe
+from kiln_lab.core.encode import Encoded
+from kiln_lab.core.training.recipes import Recipe
 
 IGNORE_INDEX = -100
 """Label of positions the loss skips: specials, padding, later sub-tokens of a word."""

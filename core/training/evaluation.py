@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from core.data import TextExample, TokenExample
-from core.encode import decode_class, decode_tags, encode, make_batches
-from core.metrics import score_classification, score_ner
-from core.models.families import FamilySpec
+from kiln_lab.core.data import TextExample, TokenExample
+from kiln_lab.core.encode import decode_class, decode_tags, encode, make_batches
+from kiln_lab.core.metrics import score_classification, score_ner
+from kiln_lab.core.models.families import FamilySpec
 
 NER_FIGURES = ("entity_f1", "entity_precision", "entity_recall", "token_accuracy")
 CLASSIFICATION_FIGURES = ("accuracy", "macro_f1")

@@ -18,16 +18,16 @@ from typing import Any
 
 import numpy as np
 
-from core.data import Dataset, load_builtin
-from core.encode import Encoded, encode
-from core.errors import Cancelled, ConfigError
-from core.models.families import get_family
-from core.paths import assets_dir
-from core.training.batches import collate, epoch_order, make_optimizer, training_labels
-from core.training.evaluation import evaluate, primary_metric
-from core.training.recipes import Recipe
-from core.training.record import write_card
-from core.training.vocabulary import build_tokenizer, build_vocabulary, write_vocabulary
+from kiln_lab.core.data import Dataset, load_builtin
+from kiln_lab.core.encode import Encoded, encode
+from kiln_lab.core.errors import Cancelled, ConfigError
+from kiln_lab.core.models.families import get_family
+from kiln_lab.core.paths import assets_dir
+from kiln_lab.core.training.batches import collate, epoch_order, make_optimizer, training_labels
+from kiln_lab.core.training.evaluation import evaluate, primary_metric
+from kiln_lab.core.training.recipes import Recipe
+from kiln_lab.core.training.record import write_card
+from kiln_lab.core.training.vocabulary import build_tokenizer, build_vocabulary, write_vocabulary
 
 log = logging.getLogger(__name__)
 

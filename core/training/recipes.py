@@ -13,8 +13,8 @@ import difflib
 from dataclasses import dataclass
 from typing import Any
 
-from core.errors import ConfigError
-from core.models.families import TASKS, get_family
+from kiln_lab.core.errors import ConfigError
+from kiln_lab.core.models.families import TASKS, get_family
 
 
 @dataclass(frozen=True)

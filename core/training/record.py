@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from core.models.cards import ModelCard, load_card_file
-from core.paths import assets_dir
+from kiln_lab.core.models.cards import ModelCard, load_card_file
+from kiln_lab.core.paths import assets_dir
 
 if TYPE_CHECKING:
-    from core.training.loop import TrainingReport
-    from core.training.recipes import Recipe
+    from kiln_lab.core.training.loop import TrainingReport
+    from kiln_lab.core.training.recipes import Recipe
 
 REFERENCE_SOURCE = "kiln finetune (this card's training record)"
 _FIGURE_KEYS = (

@@ -7,12 +7,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from core.benchmark import BenchmarkPlan, run_cell, synthetic_batch
-from core.errors import ConfigError
-from core.events import StageSkipped
-from core.pipeline import run_pipeline
-from core.roofline import achieved, encoder_flops_per_sample
-from core.runconfig import RunConfig
+from kiln_lab.core.benchmark import BenchmarkPlan, run_cell, synthetic_batch
+from kiln_lab.core.errors import ConfigError
+from kiln_lab.core.events import StageSkipped
+from kiln_lab.core.pipeline import run_pipeline
+from kiln_lab.core.roofline import achieved, encoder_flops_per_sample
+from kiln_lab.core.runconfig import RunConfig
 
 
 def test_bert_base_flops_match_the_textbook_figure() -> None:

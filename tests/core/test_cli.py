@@ -16,7 +16,7 @@ DATA = Path(__file__).resolve().parent.parent / "data"
 def kiln(*args: str, home: Path, timeout: float = 180) -> subprocess.CompletedProcess:
     env = {**os.environ, "KILN_HOME": str(home), "NO_COLOR": "1", "COLUMNS": "160"}
     return subprocess.run(
-        [sys.executable, "-m", "tui.cli", *args],
+        [sys.executable, "-m", "kiln_lab.tui.cli", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -138,7 +138,7 @@ def test_catalogue_commands(tiny_assets: Path, kiln_home: Path) -> None:
 
 def test_help_is_true() -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "tui.cli", "run", "--help"],
+        [sys.executable, "-m", "kiln_lab.tui.cli", "run", "--help"],
         capture_output=True,
         text=True,
         check=True,

@@ -6,10 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from core.errors import ConfigError, ToolchainMissing
-from core.models import get_card, list_cards, load_card_file
-from core.models.families import FAMILIES, get_family
-from core.profiles import check_availability, list_profiles, load_profile_file, require_available
+from kiln_lab.core.errors import ConfigError, ToolchainMissing
+from kiln_lab.core.models import get_card, list_cards, load_card_file
+from kiln_lab.core.models.families import FAMILIES, get_family
+from kiln_lab.core.profiles import (
+    check_availability,
+    list_profiles,
+    load_profile_file,
+    require_available,
+)
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 
@@ -79,7 +84,7 @@ def test_card_errors() -> None:
 
 def test_unknown_names_suggest() -> None:
     with pytest.raises(ConfigError, match="did you mean 'cpu-torch'"):
-        from core.profiles import get_profile
+        from kiln_lab.core.profiles import get_profile
 
         get_profile("cpu-torhc")
     with pytest.raises(ConfigError, match="known families"):

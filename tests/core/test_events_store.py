@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from core.errors import RunNotFound, StoreError
-from core.events import (
+from kiln_lab.core.errors import RunNotFound, StoreError
+from kiln_lab.core.events import (
     EVENT_TYPES,
     ArtifactWritten,
     LogLine,
@@ -23,7 +23,7 @@ from core.events import (
     from_record,
     to_record,
 )
-from core.store import RunStore
+from kiln_lab.core.store import RunStore
 
 
 @pytest.fixture
@@ -35,7 +35,7 @@ def test_every_event_kind_round_trips() -> None:
     samples = [
         StageStarted("load", "why"),
         StageFinished("load", 1.5, {"parameters": 10}),
-        LogLine("export", "info", "日本語 ok", "core.export"),
+        LogLine("export", "info", "日本語 ok", "kiln_lab.core.export"),
         MetricSampled("evaluate", "accuracy", {"entity_f1": 0.9, "per_type": {"PER": {}}}),
         ArtifactWritten("export", "onnx", "/x/model.onnx", "ab", 3, {"cached": True}),
         RunFinished("succeeded", {"metrics": {"accuracy": 1.0}}),

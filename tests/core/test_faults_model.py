@@ -18,11 +18,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-from core.errors import ConfigError, KilnError, LabelMismatch, ModelLoadError, ModelNotFound
-from core.models import get_card, load_card_file
-from core.models.loading import load_model
-from core.runconfig import RunConfig
-from core.stages import preflight
+from kiln_lab.core.errors import (
+    ConfigError,
+    KilnError,
+    LabelMismatch,
+    ModelLoadError,
+    ModelNotFound,
+)
+from kiln_lab.core.models import get_card, load_card_file
+from kiln_lab.core.models.loading import load_model
+from kiln_lab.core.runconfig import RunConfig
+from kiln_lab.core.stages.resolve import preflight
 
 SAMPLE_BIO = (
     Path(__file__).resolve().parent.parent / "data" / "datasets" / "peoples_daily_sample.bio"
@@ -152,7 +158,7 @@ def test_pytorch_model_bin_loads_as_tensors_only_with_a_warning(
 
     torch.save(_state_dict(checkpoint), checkpoint / "pytorch_model.bin")
     (checkpoint / "model.safetensors").unlink()
-    with caplog.at_level(logging.WARNING, logger="core.models.loading"):
+    with caplog.at_level(logging.WARNING, logger="kiln_lab.core.models.loading"):
         loaded = load_model(get_card("tiny-ner-bert"), weights_dir=checkpoint)
     assert loaded.weights_dir == checkpoint
     warning = " ".join(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)

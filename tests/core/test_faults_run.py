@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from core.errors import ConfigError, DataError, DiskFull, KilnError, RuntimeFailure
-from core.events import LogLine, StageFinished
-from core.pipeline import run_pipeline
-from core.runconfig import RunConfig
+from kiln_lab.core.errors import ConfigError, DataError, DiskFull, KilnError, RuntimeFailure
+from kiln_lab.core.events import LogLine, StageFinished
+from kiln_lab.core.pipeline import run_pipeline
+from kiln_lab.core.runconfig import RunConfig
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "datasets"
 SAMPLE_BIO = DATA / "peoples_daily_sample.bio"
@@ -86,7 +86,7 @@ def test_corrupt_cached_onnx_is_detected_and_rebuilt(
     for model in damaged:
         model.write_bytes(b"this is not an ONNX graph")
     events: list = []
-    with caplog.at_level(logging.WARNING, logger="core.export"):
+    with caplog.at_level(logging.WARNING, logger="kiln_lab.core.export"):
         result = run_pipeline(_config(limit=8), "second", events.append)
     assert result["parity"]["status"] == "pass"
     assert _summary(events, "export")["cached"] is False
@@ -103,7 +103,7 @@ def test_damaged_entry_without_a_recorded_hash_says_how_to_recover(
 ) -> None:
     """An entry from before hashes were recorded cannot be checked on reuse: the session
     fails to load it, and the error says `kiln cache clear`, which does recover."""
-    from core import cache
+    from kiln_lab.core import cache
 
     run_pipeline(_config(limit=8), "first", lambda e: None)
     fused = next(e for e in _entries(kiln_home) if "fused" in (e / "meta.json").read_text())
@@ -124,7 +124,7 @@ def test_leftovers_of_a_killed_worker_are_never_used(tiny_assets: Path, kiln_hom
     """SIGKILL mid-build leaves a temporary directory (or, from older versions, an entry
     without meta.json): neither is reused, the entry is rebuilt, `kiln cache clear`
     removes the rest."""
-    from core import cache
+    from kiln_lab.core import cache
 
     run_pipeline(_config(limit=8), "first", lambda e: None)
     export = next(e for e in _entries(kiln_home) if "opset" in (e / "meta.json").read_text())
@@ -147,7 +147,7 @@ def test_disk_full_while_exporting_leaves_nothing_behind(
 ) -> None:
     import torch
 
-    import core.export
+    import kiln_lab.core.export
 
     def half_meta(workdir: Path, meta: dict, *args: object, **kwargs: object) -> dict:
         (workdir / "meta.json").write_text('{"key": ')
@@ -159,7 +159,7 @@ def test_disk_full_while_exporting_leaves_nothing_behind(
         if where == "torch.onnx.export":
             patch.setattr(torch.onnx, "export", _writes_half_then_fills(2))
         else:
-            patch.setattr(core.export, "write_meta", half_meta)
+            patch.setattr(kiln_lab.core.export, "write_meta", half_meta)
         with pytest.raises(DiskFull) as info:
             run_pipeline(_config(limit=8), "full", lambda e: None)
     _assert_disk_full(info.value, kiln_home)
@@ -170,8 +170,8 @@ def test_disk_full_while_exporting_leaves_nothing_behind(
 
 
 def _exported(kiln_home: Path, tiny_assets: Path) -> Path:
-    from core.export import export_onnx
-    from core.models import get_card, load_model
+    from kiln_lab.core.export import export_onnx
+    from kiln_lab.core.models import get_card, load_model
 
     loaded = load_model(get_card("tiny-ner-bert"))
     path, _ = export_onnx(
@@ -205,8 +205,8 @@ WRITERS: dict[str, Callable[[pytest.MonkeyPatch, Callable[..., None]], None]] = 
 
 
 def _build(kind: str, source: Path) -> object:
-    from core.optimize import fuse_transformer
-    from core.quantize import DynamicInt8, quantize, to_float16
+    from kiln_lab.core.optimize import fuse_transformer
+    from kiln_lab.core.quantize import DynamicInt8, quantize, to_float16
 
     if kind == "fusion":
         return fuse_transformer(source, num_heads=2, hidden_size=32)
@@ -255,7 +255,7 @@ def test_no_room_even_for_a_work_directory(
 def test_report_on_a_full_disk_keeps_the_old_report(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from core.report import write_report
+    from kiln_lab.core.report import write_report
 
     out = tmp_path / "reports"
     first = write_report([], [], "md", out)
@@ -297,8 +297,8 @@ def test_disk_full_while_caching_a_dataset_only_warns(
 ) -> None:
     """The derived-dataset cache is optional: a full disk costs a re-derivation next
     time, never the run, and leaves no temporary file."""
-    from core.data import cache as dataset_cache
-    from core.data import read_file
+    from kiln_lab.core.data import cache as dataset_cache
+    from kiln_lab.core.data import read_file
 
     dataset = read_file(SAMPLE_BIO, "bio")
 
@@ -306,7 +306,7 @@ def test_disk_full_while_caching_a_dataset_only_warns(
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(dataset_cache.json, "dump", full)
-    with caplog.at_level(logging.WARNING, logger="core.data.cache"):
+    with caplog.at_level(logging.WARNING, logger="kiln_lab.core.data.cache"):
         target = dataset_cache.save(dataset, "k" * 64)
     assert not target.exists() and not list(target.parent.glob(f"{target.name}*"))
     assert any("could not cache" in r.getMessage() for r in caplog.records)
@@ -314,7 +314,7 @@ def test_disk_full_while_caching_a_dataset_only_warns(
 
 def test_two_runs_building_the_same_entry_at_once(kiln_home: Path) -> None:
     """The second to finish finds the first's complete entry and keeps it."""
-    from core.export import entry_dir, new_workdir, publish_entry, reuse_entry, write_meta
+    from kiln_lab.core.export import entry_dir, new_workdir, publish_entry, reuse_entry, write_meta
 
     target = entry_dir("same-key")
     built = []
@@ -333,7 +333,7 @@ def test_a_small_file_is_written_whole_or_not_at_all(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """``write_atomically`` (offered for report.json and the guard's overrides)."""
-    from core.export import write_atomically
+    from kiln_lab.core.export import write_atomically
 
     path = tmp_path / "report.json"
     write_atomically(path, '{"old": true}')
@@ -414,8 +414,8 @@ def test_sentence_longer_than_seq_len_is_truncated_and_said(
 ) -> None:
     """A 300-character sentence at --seq-len 64: the run finishes, the result counts the
     truncated example and the log says what it means for the score."""
-    from core.store import RunStore
-    from core.worker import execute_run
+    from kiln_lab.core.store import RunStore
+    from kiln_lab.core.worker import execute_run
 
     long = tmp_path / "long.bio"
     chars = "中华人民共和国北京市" * 30
@@ -437,7 +437,7 @@ def test_sentence_longer_than_seq_len_is_truncated_and_said(
 def test_seq_len_beyond_the_model_is_refused_before_the_run(
     tiny_assets: Path, kiln_home: Path
 ) -> None:
-    from core.stages import preflight
+    from kiln_lab.core.stages.resolve import preflight
 
     with pytest.raises(ConfigError) as info:
         preflight(_config(seq_len=4096))
@@ -445,7 +445,7 @@ def test_seq_len_beyond_the_model_is_refused_before_the_run(
 
 
 def test_empty_dataset_file(tiny_assets: Path, kiln_home: Path, tmp_path: Path) -> None:
-    from core.stages import preflight
+    from kiln_lab.core.stages.resolve import preflight
 
     empty = tmp_path / "empty.bio"
     empty.write_text("\n\n", encoding="utf-8")
@@ -463,7 +463,7 @@ def test_empty_dataset_file_on_the_command_line(
     env = {**os.environ, "KILN_HOME": str(kiln_home), "NO_COLOR": "1", "COLUMNS": "200"}
     args = ["run", "--model", "tiny-senti-roberta", "--dataset-file", str(empty), "--format"]
     proc = subprocess.run(
-        [sys.executable, "-m", "tui.cli", *args, "tsv"],
+        [sys.executable, "-m", "kiln_lab.tui.cli", *args, "tsv"],
         capture_output=True,
         text=True,
         timeout=120,
@@ -473,7 +473,7 @@ def test_empty_dataset_file_on_the_command_line(
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "empty.tsv" in lines[0] and "empty dataset" in lines[0]
     assert not (kiln_home / "runs.sqlite").exists() or "[]" in subprocess.run(
-        [sys.executable, "-m", "tui.cli", "runs", "--json"],
+        [sys.executable, "-m", "kiln_lab.tui.cli", "runs", "--json"],
         capture_output=True,
         text=True,
         timeout=60,

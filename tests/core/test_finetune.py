@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.errors import ConfigError
-from core.training import (
+from kiln_lab.core.errors import ConfigError
+from kiln_lab.core.training import (
     SPECIAL_TOKENS,
     build_tokenizer,
     build_vocabulary,
@@ -64,7 +64,7 @@ def test_unknown_recipe_and_bad_sizes_are_config_errors() -> None:
 def test_one_minute_retrain_round_trips_and_records_its_training(
     kiln_home: Path, tmp_path: Path
 ) -> None:
-    from core.models import load_card_file, load_model
+    from kiln_lab.core.models import load_card_file, load_model
 
     recipe = get_recipe("zh-ner-tiny").with_changes(**TINY, epochs=3, learning_rate=2e-3)
     out, cards = tmp_path / "model", tmp_path / "cards"
@@ -106,7 +106,7 @@ def test_one_minute_retrain_round_trips_and_records_its_training(
 
 
 def test_cli_hook_adds_finetune_with_its_options() -> None:
-    from core.finetune import add_finetune_parser
+    from kiln_lab.core.finetune import add_finetune_parser
 
     parser = argparse.ArgumentParser()
     add_finetune_parser(parser.add_subparsers(dest="command"))
@@ -127,7 +127,7 @@ def test_cli_trains_and_prints_the_report_as_json(
 ) -> None:
     import json
 
-    from core.finetune import add_finetune_parser
+    from kiln_lab.core.finetune import add_finetune_parser
 
     parser = argparse.ArgumentParser()
     add_finetune_parser(parser.add_subparsers(dest="command"))

@@ -25,10 +25,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.data import XNLI_LABELS, Dataset, TextExample, TokenExample, read_file
-from core.errors import ConfigError, DataError, KilnError, LabelMismatch
-from core.models import ModelCard, load_card_file
-from core.profiles import Profile, load_profile_file
+from kiln_lab.core.data import XNLI_LABELS, Dataset, TextExample, TokenExample, read_file
+from kiln_lab.core.errors import ConfigError, DataError, KilnError, LabelMismatch
+from kiln_lab.core.models import ModelCard, load_card_file
+from kiln_lab.core.profiles import Profile, load_profile_file
 
 REPO = Path(__file__).resolve().parents[2]
 NER_LABELS = ("O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG")

@@ -9,14 +9,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.errors import ConfigError
-from core.events import StageFinished
-from core.export import export_onnx
-from core.guard import guard_int8
-from core.models.families import get_family
-from core.pipeline import run_pipeline
-from core.quantize import CalibrationSet, DynamicInt8, StaticInt8, quantize, with_exclusions
-from core.runconfig import RunConfig
+from kiln_lab.core.errors import ConfigError
+from kiln_lab.core.events import StageFinished
+from kiln_lab.core.export import export_onnx
+from kiln_lab.core.guard import guard_int8
+from kiln_lab.core.models.families import get_family
+from kiln_lab.core.pipeline import run_pipeline
+from kiln_lab.core.quantize import (
+    CalibrationSet,
+    DynamicInt8,
+    StaticInt8,
+    quantize,
+    with_exclusions,
+)
+from kiln_lab.core.runconfig import RunConfig
 
 OUTLIER_NODE = "/bert/encoder/layer.1/output/dense/MatMul"
 
@@ -159,7 +165,7 @@ def test_int8_pipeline(variant: str, tiny_assets: Path, kiln_home: Path) -> None
 
 
 def test_cache_ls_and_clear(tiny_assets: Path, kiln_home: Path) -> None:
-    from core import cache
+    from kiln_lab.core import cache
 
     run_pipeline(
         RunConfig(

@@ -4,18 +4,18 @@ import subprocess
 import sys
 
 MODULES = [
-    "core.pipeline",
-    "core.stages",
-    "core.store",
-    "core.worker",
-    "core.launcher",
-    "core.models",
-    "core.profiles",
-    "core.runtimes",
-    "core.export",
-    "core.evaluate",
-    "core.data",
-    "core.metrics",
+    "kiln_lab.core.pipeline",
+    "kiln_lab.core.stages",
+    "kiln_lab.core.store",
+    "kiln_lab.core.worker",
+    "kiln_lab.core.launcher",
+    "kiln_lab.core.models",
+    "kiln_lab.core.profiles",
+    "kiln_lab.core.runtimes",
+    "kiln_lab.core.export",
+    "kiln_lab.core.evaluate",
+    "kiln_lab.core.data",
+    "kiln_lab.core.metrics",
 ]
 
 
@@ -34,7 +34,7 @@ def test_core_does_not_import_textual_or_tui() -> None:
 def test_headless_cli_does_not_load_textual() -> None:
     code = (
         "import sys\n"
-        "from tui.cli import build_parser\n"
+        "from kiln_lab.tui.cli import build_parser\n"
         "build_parser()\n"
         "print('textual' in sys.modules)\n"
     )

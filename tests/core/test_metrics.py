@@ -18,8 +18,8 @@ from seqeval.metrics import (
 )
 from seqeval.metrics.sequence_labeling import get_entities
 
-from core.errors import DataError
-from core.metrics import (
+from kiln_lab.core.errors import DataError
+from kiln_lab.core.metrics import (
     EntityScore,
     RunningClassification,
     RunningNer,

@@ -8,7 +8,7 @@ import random
 import numpy as np
 import pytest
 
-from core.metrics import LatencyRecorder, ThroughputMeter
+from kiln_lab.core.metrics import LatencyRecorder, ThroughputMeter
 
 
 class FakeClock:

@@ -8,14 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.encode import BatchEncoder
-from core.export import export_onnx
-from core.models.families import get_family
-from core.parity import compare
-from core.pipeline import run_pipeline
-from core.quantize import CalibrationSet, DynamicInt8, StaticInt8, quantize
-from core.runconfig import RunConfig
-from core.runtimes import OnnxRuntimeModel, TorchModel
+from kiln_lab.core.encode import BatchEncoder
+from kiln_lab.core.export import export_onnx
+from kiln_lab.core.models.families import get_family
+from kiln_lab.core.parity import compare
+from kiln_lab.core.pipeline import run_pipeline
+from kiln_lab.core.quantize import CalibrationSet, DynamicInt8, StaticInt8, quantize
+from kiln_lab.core.runconfig import RunConfig
+from kiln_lab.core.runtimes import OnnxRuntimeModel, TorchModel
 
 SENTENCES = [
     "The device lab compiled the model overnight.",
@@ -45,7 +45,7 @@ def minilm():
 
 
 def _batches(tokenizer) -> list:
-    from core.data import TextExample
+    from kiln_lab.core.data import TextExample
 
     examples = [TextExample(text=s, label="neg") for s in SENTENCES]
     encoder = BatchEncoder(
@@ -102,7 +102,7 @@ def test_static_shape_profile(tiny_assets: Path, kiln_home: Path, tmp_path: Path
 
 
 def test_simplify_then_fuse(tiny_assets: Path, kiln_home: Path, tmp_path: Path) -> None:
-    from core.events import StageFinished
+    from kiln_lab.core.events import StageFinished
 
     profile = tmp_path / "slim-check.yaml"
     profile.write_text(

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from core.errors import Cancelled, LabelMismatch, ModelNotFound
-from core.events import (
+from kiln_lab.core.errors import Cancelled, LabelMismatch, ModelNotFound
+from kiln_lab.core.events import (
     ArtifactWritten,
     MetricSampled,
     RunFinished,
@@ -16,10 +16,10 @@ from core.events import (
     StageSkipped,
     StageStarted,
 )
-from core.pipeline import run_pipeline
-from core.runconfig import RunConfig
-from core.store import RunStore
-from core.worker import execute_run
+from kiln_lab.core.pipeline import run_pipeline
+from kiln_lab.core.runconfig import RunConfig
+from kiln_lab.core.store import RunStore
+from kiln_lab.core.worker import execute_run
 
 CASES = [
     ("tiny-ner-bert", "cpu-onnxruntime"),

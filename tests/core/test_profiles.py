@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from core.availability import check_availability, nvidia_gpus, ort_providers
-from core.errors import ConfigError
-from core.profiles import EachInput, get_profile, list_profiles, load_profile_file
+from kiln_lab.core.availability import check_availability, nvidia_gpus, ort_providers
+from kiln_lab.core.errors import ConfigError
+from kiln_lab.core.profiles import EachInput, get_profile, list_profiles, load_profile_file
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "profiles"
 SHIPPED = {
@@ -176,7 +176,7 @@ def test_cuda_profiles_say_exactly_what_is_missing() -> None:
 
 
 def test_profiles_check_command(capsys: pytest.CaptureFixture[str]) -> None:
-    from tui.cli import main
+    from kiln_lab.tui.cli import main
 
     assert main(["profiles", "check", str(DATA / "good-external.yaml")]) == 0
     assert "OK ext-good" in capsys.readouterr().out
@@ -191,7 +191,7 @@ def test_profiles_check_command(capsys: pytest.CaptureFixture[str]) -> None:
 def test_doctor_json_lists_every_profile_with_a_reason(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tui.cli import main
+    from kiln_lab.tui.cli import main
 
     monkeypatch.setenv("PATH", os.environ["PATH"])
     assert main(["doctor", "--json"]) == 0

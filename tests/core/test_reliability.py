@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from core.errors import StoreError
-from core.events import RunFinished, StageStarted
-from core.launcher import launch, resume
-from core.pipeline import run_pipeline
-from core.runconfig import RunConfig
-from core.store import RunStore, pid_alive
+from kiln_lab.core.errors import StoreError
+from kiln_lab.core.events import RunFinished, StageStarted
+from kiln_lab.core.launcher import launch, resume
+from kiln_lab.core.pipeline import run_pipeline
+from kiln_lab.core.runconfig import RunConfig
+from kiln_lab.core.store import RunStore, pid_alive
 
 # Fixed padding to 128 with batch 1 keeps the tiny model's evaluation long enough (several
 # seconds) for a signal to land mid-way on a fast machine.
@@ -82,7 +82,7 @@ def test_ctrl_c_cancels_cleanly_with_exit_130(tiny_assets: Path, kiln_home: Path
         [
             sys.executable,
             "-m",
-            "tui.cli",
+            "kiln_lab.tui.cli",
             "run",
             "--model",
             "tiny-ner-bert",
@@ -124,8 +124,8 @@ def test_store_under_concurrent_writers_and_a_reader(tmp_path: Path) -> None:
     ids = [store.create_run({"model": f"m{i}"}) for i in range(2)]
     writer = (
         "import sys\n"
-        "from core.store import RunStore\n"
-        "from core.events import LogLine, MetricSampled\n"
+        "from kiln_lab.core.store import RunStore\n"
+        "from kiln_lab.core.events import LogLine, MetricSampled\n"
         "s = RunStore(sys.argv[1])\n"
         "for i in range(300):\n"
         "    s.append(sys.argv[2], LogLine('evaluate', 'info', f'line {i}'))\n"

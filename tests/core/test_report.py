@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from core.report import comparison_rows, write_report
-from core.store import RunStore
+from kiln_lab.core.report import comparison_rows, write_report
+from kiln_lab.core.store import RunStore
 
 
 def _run(store: RunStore, precision: str, metric: float, speed: float, cells=()) -> str:
@@ -87,7 +87,7 @@ def test_every_format(fmt: str, two_runs: tuple[RunStore, str, str], tmp_path: P
 def test_report_cli_writes_files(
     two_runs: tuple[RunStore, str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tui.cli import main
+    from kiln_lab.tui.cli import main
 
     store, fp32, int8 = two_runs
     monkeypatch.setenv("KILN_HOME", str(store.path.parent))

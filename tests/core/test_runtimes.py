@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.events import ArtifactWritten, StageFinished, StageSkipped
-from core.pipeline import run_pipeline
-from core.profiles import get_profile
-from core.runconfig import RunConfig
-from core.runtimes import FixedShapeModel, OnnxRuntimeModel
+from kiln_lab.core.events import ArtifactWritten, StageFinished, StageSkipped
+from kiln_lab.core.pipeline import run_pipeline
+from kiln_lab.core.profiles import get_profile
+from kiln_lab.core.runconfig import RunConfig
+from kiln_lab.core.runtimes import FixedShapeModel, OnnxRuntimeModel
 
 CASES = [
     ("tiny-ner-bert", "cpu-torch", "bf16"),
@@ -60,8 +60,8 @@ def test_runtime_builds_verifies_and_evaluates(
 
 
 def test_torch_bf16_leaves_the_reference_model_alone(tiny_assets: Path) -> None:
-    from core.models import get_card, load_model
-    from core.runtimes import TorchModel
+    from kiln_lab.core.models import get_card, load_model
+    from kiln_lab.core.runtimes import TorchModel
 
     loaded = load_model(get_card("tiny-ner-bert"))
     before = next(loaded.model.parameters()).dtype
@@ -74,8 +74,8 @@ def test_torch_bf16_leaves_the_reference_model_alone(tiny_assets: Path) -> None:
 
 
 def test_fixed_shape_model_pads_and_slices(tiny_assets: Path, kiln_home: Path) -> None:
-    from core.export import export_onnx
-    from core.models import get_card, load_model
+    from kiln_lab.core.export import export_onnx
+    from kiln_lab.core.models import get_card, load_model
 
     loaded = load_model(get_card("tiny-ner-bert"))
     names = loaded.family.input_names
@@ -99,10 +99,10 @@ def test_fixed_shape_model_pads_and_slices(tiny_assets: Path, kiln_home: Path) -
 def test_kiln_bench_prints_what_the_profile_parses(
     tiny_assets: Path, kiln_home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from core.export import export_onnx
-    from core.kiln_bench_cli import main
-    from core.models import get_card, load_model
-    from core.toolchain import parse_figures
+    from kiln_lab.core.export import export_onnx
+    from kiln_lab.core.kiln_bench_cli import main
+    from kiln_lab.core.models import get_card, load_model
+    from kiln_lab.core.toolchain import parse_figures
 
     loaded = load_model(get_card("tiny-senti-roberta"))
     path, _ = export_onnx(
@@ -146,9 +146,9 @@ def test_kiln_bench_prints_what_the_profile_parses(
 @pytest.mark.filterwarnings("ignore:Specified provider")
 def test_a_silent_cpu_fallback_is_refused(tiny_assets: Path, kiln_home: Path) -> None:
     """Asking ONNX Runtime for a provider it lacks must not quietly measure the CPU."""
-    from core.errors import RuntimeFailure
-    from core.export import export_onnx
-    from core.models import get_card, load_model
+    from kiln_lab.core.errors import RuntimeFailure
+    from kiln_lab.core.export import export_onnx
+    from kiln_lab.core.models import get_card, load_model
 
     loaded = load_model(get_card("tiny-senti-roberta"))
     path, _ = export_onnx(
@@ -176,7 +176,7 @@ GPU_CASES = [
 @pytest.mark.gpu
 @pytest.mark.parametrize(("profile", "precision"), GPU_CASES)
 def test_gpu_profiles_run(profile: str, precision: str, tiny_assets: Path, kiln_home: Path) -> None:
-    from core.availability import check_availability
+    from kiln_lab.core.availability import check_availability
 
     status = check_availability(get_profile(profile))
     if not status.available:

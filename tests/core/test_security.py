@@ -25,10 +25,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from core.errors import ConfigError, RunNotFound
-from core.models import ModelCard, get_card, load_card_file
-from core.models.loading import load_model
-from core.paths import artifacts_dir, cache_dir, kiln_home
+from kiln_lab.core.errors import ConfigError, RunNotFound
+from kiln_lab.core.models import ModelCard, get_card, load_card_file
+from kiln_lab.core.models.loading import load_model
+from kiln_lab.core.paths import artifacts_dir, cache_dir, kiln_home
 
 REPO = Path(__file__).resolve().parents[2]
 SOURCE_DIRS = ("core", "tui", "bench")
@@ -164,8 +164,8 @@ def test_a_model_path_full_of_shell_metacharacters_is_one_argument(
     """The compile command of an external profile gets ``{onnx}`` and ``{output}`` from
     paths holding ``;``, ``$(...)``, backticks, ``&&``, quotes and spaces (model and
     KILN_HOME both): the tool sees each as one argument, and nothing else runs."""
-    from core.profiles import load_profile_file
-    from core.toolchain import ToolContext, compile_with_tool
+    from kiln_lab.core.profiles import load_profile_file
+    from kiln_lab.core.toolchain import ToolContext, compile_with_tool
 
     marker = tmp_path / "pwned"
     hostile = f"m; touch {marker} $(touch {marker}) `touch {marker}` && echo 'x\" *"
@@ -230,13 +230,13 @@ def test_an_opted_in_card_is_passed_through_and_said(
 
         monkeypatch.setattr(cls, "from_pretrained", spy)
     weights = tiny_assets / "models" / "tiny-ner-bert"
-    with caplog.at_level(logging.WARNING, logger="core.models.loading"):
+    with caplog.at_level(logging.WARNING, logger="kiln_lab.core.models.loading"):
         load_model(load_card_file(_card_yaml(tmp_path, None)), weights_dir=weights)
     assert seen and set(seen) == {False} and not caplog.records
     seen.clear()
     card = load_card_file(_card_yaml(tmp_path, "true"))
     assert card.summary()["trust_remote_code"] is True  # `kiln models --json` shows it
-    with caplog.at_level(logging.WARNING, logger="core.models.loading"):
+    with caplog.at_level(logging.WARNING, logger="kiln_lab.core.models.loading"):
         load_model(card, weights_dir=weights)
     assert seen and set(seen) == {True}
     assert any("trust_remote_code" in r.getMessage() for r in caplog.records)
@@ -258,14 +258,14 @@ def test_a_run_id_cannot_leave_kiln_home(kiln_home: Path, run_id: str) -> None:
 
 
 def test_generated_run_ids_are_plain_names(kiln_home: Path) -> None:
-    from core.store import new_run_id
+    from kiln_lab.core.store import new_run_id
 
     path = artifacts_dir(new_run_id())
     assert path.parent == kiln_home / "artifacts"
 
 
 def test_a_user_given_run_id_with_dots_is_just_not_found(kiln_home: Path) -> None:
-    from core.store import RunStore
+    from kiln_lab.core.store import RunStore
 
     with RunStore() as store:
         store.create_run({"model": "m"})
@@ -275,7 +275,7 @@ def test_a_user_given_run_id_with_dots_is_just_not_found(kiln_home: Path) -> Non
 
 
 def test_like_wildcards_in_a_run_id_match_nothing(kiln_home: Path) -> None:
-    from core.store import RunStore
+    from kiln_lab.core.store import RunStore
 
     with RunStore() as store:
         store.create_run({"model": "m"}, run_id="20261122-004700-3fa2")
@@ -285,7 +285,7 @@ def test_like_wildcards_in_a_run_id_match_nothing(kiln_home: Path) -> None:
 
 
 def test_report_formats_cannot_name_a_path(tmp_path: Path) -> None:
-    from core.report import write_report
+    from kiln_lab.core.report import write_report
 
     out = tmp_path / "out"
     for fmt in ("../md", "md/../../x", "/tmp/x"):
@@ -303,7 +303,7 @@ def test_kiln_home_and_cache_entries_are_user_only(
     monkeypatch.setenv("KILN_HOME", str(home))
     assert kiln_home() == home
     assert stat.S_IMODE(home.stat().st_mode) == 0o700
-    from core.export import new_workdir
+    from kiln_lab.core.export import new_workdir
 
     work = new_workdir(".check-", "a check")
     assert stat.S_IMODE(work.stat().st_mode) == 0o700

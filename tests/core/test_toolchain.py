@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from core.commandline import render
-from core.errors import Cancelled, ToolchainMissing
-from core.events import ArtifactWritten, MetricSampled, StageFinished
-from core.pipeline import RunState, StageRunner, current_stage
-from core.profiles import get_profile, load_profile_file
-from core.runconfig import RunConfig
-from core.toolchain import (
+from kiln_lab.core.commandline import render
+from kiln_lab.core.errors import Cancelled, ToolchainMissing
+from kiln_lab.core.events import ArtifactWritten, MetricSampled, StageFinished
+from kiln_lab.core.pipeline import RunState, StageRunner, current_stage
+from kiln_lab.core.profiles import get_profile, load_profile_file
+from kiln_lab.core.runconfig import RunConfig
+from kiln_lab.core.toolchain import (
     ToolContext,
     ToolFailed,
     compile_with_tool,
@@ -75,14 +75,14 @@ def test_output_streams_line_by_line_into_the_log_with_the_stage(
             stages.append((current_stage.get(), record.getMessage()))
 
     spy = Spy()
-    logging.getLogger("core.toolrun").addHandler(spy)
+    logging.getLogger("kiln_lab.core.toolrun").addHandler(spy)
     token = current_stage.set("compile")
     try:
-        with caplog.at_level(logging.INFO, logger="core.toolrun"):
+        with caplog.at_level(logging.INFO, logger="kiln_lab.core.toolrun"):
             run = run_tool([PY, "-c", code], cwd=tmp_path)
     finally:
         current_stage.reset(token)
-        logging.getLogger("core.toolrun").removeHandler(spy)
+        logging.getLogger("kiln_lab.core.toolrun").removeHandler(spy)
     assert run.lines == ["first", "to stderr", "last"] and run.returncode == 0
     tool_lines = [m for s, m in stages if m.startswith("[python")]
     assert [m.split("] ", 1)[1] for m in tool_lines] == ["first", "to stderr", "last"]
@@ -193,7 +193,7 @@ def test_vendor_placeholders_render_as_their_tools_expect() -> None:
 
 
 def _state_through_compile(config: RunConfig, events: list) -> tuple[RunState, StageRunner]:
-    from core import stages
+    from kiln_lab.core.stages import _legacy as stages
 
     state = RunState(config=config, run_id="external-test")
     runner = StageRunner(state, events.append, lambda: False)
@@ -206,8 +206,8 @@ def _state_through_compile(config: RunConfig, events: list) -> tuple[RunState, S
 
 def test_external_profile_end_to_end(tiny_assets: Path, kiln_home: Path) -> None:
     """cpu-external-ort: the optimizer CLI compiles, ORT evaluates, kiln-bench measures."""
-    from core import stages
-    from core.builders import benchmark_external
+    from kiln_lab.core.stages import _legacy as stages
+    from kiln_lab.core.builders import benchmark_external
 
     events: list = []
     config = RunConfig(
@@ -235,7 +235,7 @@ def test_external_profile_end_to_end(tiny_assets: Path, kiln_home: Path) -> None
     assert [(c["batch_size"], c["seq_len"]) for c in cells] == [(2, 16), (2, 32)]
     for cell in cells:
         assert cell["samples_per_s"] > 0 and cell["latency"]["p99_ms"] >= cell["latency"]["p50_ms"]
-        assert "core.kiln_bench_cli" in cell["command"]
+        assert "kiln_lab.core.kiln_bench_cli" in cell["command"]
     live = [e for e in events if isinstance(e, MetricSampled) and e.stage_name == "benchmark"]
     assert len(live) == 2
     assert any(isinstance(e, StageFinished) and e.stage_name == "benchmark" for e in events)

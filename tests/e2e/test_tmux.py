@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from core.store import RunStore
+from kiln_lab.core.store import RunStore
 
 REPO = Path(__file__).resolve().parent.parent.parent
 DEMO_WEIGHTS = REPO / "assets" / "models" / "zh-ner-tiny" / "model.safetensors"
@@ -97,7 +97,7 @@ def terminal_env(kiln_home: Path, request: pytest.FixtureRequest) -> dict[str, s
 
 
 def kiln(*args: str) -> list[str]:
-    return [sys.executable, "-m", "tui.cli", *args]
+    return [sys.executable, "-m", "kiln_lab.tui.cli", *args]
 
 
 def choose_model_if_no_demo(term: Terminal) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from core.events import (
+from kiln_lab.core.events import (
     STAGES,
     Event,
     LogLine,
@@ -20,7 +20,7 @@ from core.events import (
     StageSkipped,
     StageStarted,
 )
-from core.store import RunStore
+from kiln_lab.core.store import RunStore
 
 T0 = 1_767_225_600.0  # 2026-01-01 00:00:00 UTC
 NER_CONFIG = {

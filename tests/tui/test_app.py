@@ -9,18 +9,18 @@ import fake_runs
 import pytest
 from textual.widgets import DataTable
 
-from core.store import RunStore
-from tui.app import KilnApp
-from tui.catalogue import Selection
-from tui.screens.compare import CompareScreen
-from tui.screens.main import MainScreen
-from tui.screens.modals import ChoiceScreen, ErrorScreen, HelpScreen, QuitScreen
-from tui.screens.run_detail import RunScreen
-from tui.screens.runs import RunsScreen
-from tui.screens.welcome import WelcomeScreen
-from tui.widgets.accuracy_pane import AccuracyPane
-from tui.widgets.log_view import LogView
-from tui.widgets.setup_panel import PICKERS, SetupPanel
+from kiln_lab.core.store import RunStore
+from kiln_lab.tui.app import KilnApp
+from kiln_lab.tui.catalogue import Selection
+from kiln_lab.tui.screens.compare import CompareScreen
+from kiln_lab.tui.screens.main import MainScreen
+from kiln_lab.tui.screens.modals import ChoiceScreen, ErrorScreen, HelpScreen, QuitScreen
+from kiln_lab.tui.screens.run_detail import RunScreen
+from kiln_lab.tui.screens.runs import RunsScreen
+from kiln_lab.tui.screens.welcome import WelcomeScreen
+from kiln_lab.tui.widgets.accuracy_pane import AccuracyPane
+from kiln_lab.tui.widgets.log_view import LogView
+from kiln_lab.tui.widgets.setup_panel import PICKERS, SetupPanel
 
 
 def app_for(store: Path | None = None, **kwargs) -> KilnApp:
@@ -284,7 +284,7 @@ def test_no_color_is_respected_and_stays_readable(monkeypatch: pytest.MonkeyPatc
     from rich.style import Style
     from textual.color import Color
 
-    from tui.nocolor import ReadableMonochrome, readable_style
+    from kiln_lab.tui.nocolor import ReadableMonochrome, readable_style
 
     monkeypatch.setenv("NO_COLOR", "1")
     app = KilnApp()

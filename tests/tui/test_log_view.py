@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from textual.app import App, ComposeResult
 
-from tui.state import LogEntry
-from tui.widgets.log_panel import LogPanel
-from tui.widgets.log_view import LogView
+from kiln_lab.tui.state import LogEntry
+from kiln_lab.tui.widgets.log_panel import LogPanel
+from kiln_lab.tui.widgets.log_view import LogView
 
 
 def entries(start: int, count: int, level: str = "info", stage: str = "evaluate"):

@@ -13,7 +13,7 @@ import fake_runs
 import pytest
 from textual.widgets import Input
 
-from tui.app import KilnApp
+from kiln_lab.tui.app import KilnApp
 
 FROZEN_NOW = fake_runs.T0 + 3600.0
 

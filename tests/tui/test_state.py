@@ -9,13 +9,13 @@ import fake_runs
 import pytest
 from rich.text import Text
 
-from core.events import LogLine, MetricSampled, RunFinished, StageFailed, StageStarted
-from core.store import RunStore
-from tui import format as fmt
-from tui.catalogue import Catalogue, ModelEntry, ProfileEntry, Selection, default_selection
-from tui.compare import compare_rows
-from tui.state import RunView, accuracy_table, fp32_reference, published_figure
-from tui.tail import split_batch, tail_run
+from kiln_lab.core.events import LogLine, MetricSampled, RunFinished, StageFailed, StageStarted
+from kiln_lab.core.store import RunStore
+from kiln_lab.tui import format as fmt
+from kiln_lab.tui.catalogue import Catalogue, ModelEntry, ProfileEntry, Selection, default_selection
+from kiln_lab.tui.compare import compare_rows
+from kiln_lab.tui.state import RunView, accuracy_table, fp32_reference, published_figure
+from kiln_lab.tui.tail import split_batch, tail_run
 
 
 def record(
@@ -248,8 +248,8 @@ def test_a_model_without_weights_runs_performance_only() -> None:
 
 
 def test_a_newer_figures_message_replaces_a_queued_one_without_losing_points() -> None:
-    from tui.messages import RunFiguresSampled
-    from tui.tail import Figures
+    from kiln_lab.tui.messages import RunFiguresSampled
+    from kiln_lab.tui.tail import Figures
 
     older = RunFiguresSampled("r", Figures({"throughput": {"x": 1}}, (1.0, 2.0), {"a": (1, 2)}))
     newer = RunFiguresSampled("r", Figures({"accuracy": {"y": 2}}, (3.0,), {"b": (3, 4)}))
@@ -267,8 +267,8 @@ def _cell(batch: int, seq_len: int, speed: float) -> MetricSampled:
 
 
 def test_benchmark_cells_survive_collapsing_and_draw_as_a_grid() -> None:
-    from tui.messages import RunFiguresSampled
-    from tui.widgets.throughput_pane import render_throughput
+    from kiln_lab.tui.messages import RunFiguresSampled
+    from kiln_lab.tui.widgets.throughput_pane import render_throughput
 
     cells = [_cell(b, s, b * 1000.0 / s) for b in (1, 8, 32) for s in (32, 64, 128)]
     _, first = split_batch(cells[:4])

@@ -12,11 +12,11 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from tui.compare import compare_rows
-from tui.widgets.title_bar import TitleBar
+from kiln_lab.tui.compare import compare_rows
+from kiln_lab.tui.widgets.title_bar import TitleBar
 
 if TYPE_CHECKING:
-    from tui.app import KilnApp
+    from kiln_lab.tui.app import KilnApp
 
 HELP = """
 The runs you marked, side by side, in the order you marked them. The first is the
@@ -59,8 +59,8 @@ class CompareScreen(Screen[None]):
 
     @work(thread=True, exclusive=True, group="compare", exit_on_error=False)
     def load(self) -> None:
-        from core.errors import KilnError
-        from core.store import RunStore
+        from kiln_lab.core.errors import KilnError
+        from kiln_lab.core.store import RunStore
 
         try:
             with RunStore(self.kiln.store_path) as store:

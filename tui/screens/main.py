@@ -8,13 +8,13 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 
-from tui.catalogue import DEMO_MODEL, DEMO_PRECISION, DEMO_PROFILE, Catalogue, Selection
-from tui.catalogue import default_selection as pick_default
-from tui.messages import RunLaunched, RunLaunchFailed, SelectionChanged
-from tui.screens.monitor import LOG_BINDINGS, MonitorScreen
-from tui.state import RunView
-from tui.widgets.run_info import RunInfo
-from tui.widgets.setup_panel import SetupPanel
+from kiln_lab.tui.catalogue import DEMO_MODEL, DEMO_PRECISION, DEMO_PROFILE, Catalogue, Selection
+from kiln_lab.tui.catalogue import default_selection as pick_default
+from kiln_lab.tui.messages import RunLaunched, RunLaunchFailed, SelectionChanged
+from kiln_lab.tui.screens.monitor import LOG_BINDINGS, MonitorScreen
+from kiln_lab.tui.state import RunView
+from kiln_lab.tui.widgets.run_info import RunInfo
+from kiln_lab.tui.widgets.setup_panel import SetupPanel
 
 HELP = """
 The main screen. On the left, choose what to run: a model card (its family and task,
@@ -103,7 +103,7 @@ class MainScreen(MonitorScreen):
         self.selection = message.selection
 
     def on_setup_panel_list_requested(self, message: SetupPanel.ListRequested) -> None:
-        from tui.screens.modals import ChoiceScreen
+        from kiln_lab.tui.screens.modals import ChoiceScreen
 
         panel, picker = message.panel, message.picker
 
@@ -145,7 +145,7 @@ class MainScreen(MonitorScreen):
         try:
             config = self.selection.to_config(self.catalogue)
         except Exception as exc:  # noqa: BLE001 - a KilnError from RunConfig validation
-            from tui.screens.modals import error_dict
+            from kiln_lab.tui.screens.modals import error_dict
 
             self.kiln.show_error(error_dict(exc))
             return
@@ -155,10 +155,10 @@ class MainScreen(MonitorScreen):
 
     @work(thread=True, exclusive=True, group="launch", exit_on_error=False)
     def _launch(self, config: Any) -> None:
-        from core.errors import KilnError
-        from core.launcher import launch
-        from core.stages import preflight
-        from core.store import RunStore
+        from kiln_lab.core.errors import KilnError
+        from kiln_lab.core.launcher import launch
+        from kiln_lab.core.stages.resolve import preflight
+        from kiln_lab.core.store import RunStore
 
         try:
             preflight(config)
@@ -167,7 +167,7 @@ class MainScreen(MonitorScreen):
         except KilnError as exc:
             self.post_message(RunLaunchFailed(exc.to_dict()))
         except Exception as exc:  # noqa: BLE001 - never let a launch bug kill the app
-            from tui.screens.modals import error_dict
+            from kiln_lab.tui.screens.modals import error_dict
 
             self.post_message(RunLaunchFailed(error_dict(exc)))
         else:

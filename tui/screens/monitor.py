@@ -19,13 +19,13 @@ from textual.screen import Screen
 from textual.widgets import Footer
 from textual.worker import get_current_worker
 
-from tui.messages import (
+from kiln_lab.tui.messages import (
     ReferenceRunsLoaded,
     RunEventsFetched,
     RunFiguresSampled,
     RunRecordLoaded,
 )
-from tui.state import (
+from kiln_lab.tui.state import (
     LEVELS,
     REFRESH_INTERVAL_S,
     RunView,
@@ -33,17 +33,17 @@ from tui.state import (
     fp32_reference,
     task_of,
 )
-from tui.tail import tail_run
-from tui.widgets.accuracy_pane import AccuracyPane
-from tui.widgets.log_panel import LogPanel
-from tui.widgets.resource_pane import ResourcePane
-from tui.widgets.stage_note import StageNote
-from tui.widgets.stage_timeline import StageTimeline
-from tui.widgets.throughput_pane import ThroughputPane
-from tui.widgets.title_bar import TitleBar
+from kiln_lab.tui.tail import tail_run
+from kiln_lab.tui.widgets.accuracy_pane import AccuracyPane
+from kiln_lab.tui.widgets.log_panel import LogPanel
+from kiln_lab.tui.widgets.resource_pane import ResourcePane
+from kiln_lab.tui.widgets.stage_note import StageNote
+from kiln_lab.tui.widgets.stage_timeline import StageTimeline
+from kiln_lab.tui.widgets.throughput_pane import ThroughputPane
+from kiln_lab.tui.widgets.title_bar import TitleBar
 
 if TYPE_CHECKING:
-    from tui.app import KilnApp
+    from kiln_lab.tui.app import KilnApp
 
 LOG_BINDINGS = [
     Binding("s", "cycle_stage", "Log: next stage", show=False),
@@ -159,8 +159,8 @@ class MonitorScreen(Screen[None]):
 
     @work(thread=True, exclusive=True, group="tail", exit_on_error=False)
     def _tail(self, run_id: str) -> None:
-        from core.errors import KilnError
-        from core.store import RunStore
+        from kiln_lab.core.errors import KilnError
+        from kiln_lab.core.store import RunStore
 
         worker = get_current_worker()
         try:

@@ -7,9 +7,9 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.binding import Binding
 
-from tui.screens.monitor import LOG_BINDINGS, MonitorScreen
-from tui.state import RunView
-from tui.widgets.run_info import RunInfo
+from kiln_lab.tui.screens.monitor import LOG_BINDINGS, MonitorScreen
+from kiln_lab.tui.state import RunView
+from kiln_lab.tui.widgets.run_info import RunInfo
 
 HELP = """
 One run, rebuilt from the run store: every event it wrote, in order. The stage

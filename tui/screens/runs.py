@@ -13,11 +13,11 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from tui import format as fmt
-from tui.widgets.title_bar import TitleBar
+from kiln_lab.tui import format as fmt
+from kiln_lab.tui.widgets.title_bar import TitleBar
 
 if TYPE_CHECKING:
-    from tui.app import KilnApp
+    from kiln_lab.tui.app import KilnApp
 
 HELP = """
 Every run in the run store (KILN_HOME), newest first, refreshed while runs are going.
@@ -98,8 +98,8 @@ class RunsScreen(Screen[None]):
 
     @work(thread=True, exclusive=True, group="runs", exit_on_error=False)
     def load(self) -> None:
-        from core.errors import KilnError
-        from core.store import RunStore
+        from kiln_lab.core.errors import KilnError
+        from kiln_lab.core.store import RunStore
 
         try:
             with RunStore(self.kiln.store_path) as store:
@@ -160,7 +160,7 @@ class RunsScreen(Screen[None]):
     def action_open_run(self) -> None:
         record = self._highlighted()
         if record is not None:
-            from tui.screens.run_detail import RunScreen
+            from kiln_lab.tui.screens.run_detail import RunScreen
 
             self.app.push_screen(RunScreen(record.id))
 
@@ -186,7 +186,7 @@ class RunsScreen(Screen[None]):
         if len(self.marked) < 2:
             self.notify("mark two or more runs with space, then press d", severity="warning")
             return
-        from tui.screens.compare import CompareScreen
+        from kiln_lab.tui.screens.compare import CompareScreen
 
         self.app.push_screen(CompareScreen(list(self.marked)))
 

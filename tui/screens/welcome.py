@@ -14,11 +14,11 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Static
 
-from tui.catalogue import DEMO_MODEL, DEMO_PRECISION, DEMO_PROFILE, Catalogue
-from tui.widgets.title_bar import TitleBar
+from kiln_lab.tui.catalogue import DEMO_MODEL, DEMO_PRECISION, DEMO_PROFILE, Catalogue
+from kiln_lab.tui.widgets.title_bar import TitleBar
 
 if TYPE_CHECKING:
-    from tui.app import KilnApp
+    from kiln_lab.tui.app import KilnApp
 
 HELP = """
 Kiln builds a BERT-family model for a hardware profile at a precision, checks the
@@ -90,7 +90,7 @@ class WelcomeScreen(Screen[str | None]):
 
     @work(thread=True, exit_on_error=False, group="environment")
     def check_environment(self) -> None:
-        from tui.catalogue import environment_checks
+        from kiln_lab.tui.catalogue import environment_checks
 
         checks = environment_checks()
         self.app.call_from_thread(self._show_environment, checks)

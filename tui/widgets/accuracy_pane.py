@@ -5,9 +5,9 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
-from tui import format as fmt
-from tui.state import AccuracyTable
-from tui.widgets.guard import guarded
+from kiln_lab.tui import format as fmt
+from kiln_lab.tui.state import AccuracyTable
+from kiln_lab.tui.widgets.guard import guarded
 
 COLUMNS = (10, 7, 9, 9, 8)
 """Widths: label, live, fp32 run, delta, card (fixed, so figures line up as they change)."""

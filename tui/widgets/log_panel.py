@@ -9,9 +9,9 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Input, Static
 
-from core.events import STAGES
-from tui.state import LEVELS, LogEntry
-from tui.widgets.log_view import LogView
+from kiln_lab.core.events import STAGES
+from kiln_lab.tui.state import LEVELS, LogEntry
+from kiln_lab.tui.widgets.log_view import LogView
 
 STAGE_CHOICES: tuple[str | None, ...] = (None, *STAGES)
 

@@ -18,8 +18,8 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from tui import format as fmt
-from tui.state import LEVELS, LOG_CAP, LogEntry
+from kiln_lab.tui import format as fmt
+from kiln_lab.tui.state import LEVELS, LOG_CAP, LogEntry
 
 LEVEL_STYLE = {"debug": "dim", "info": "", "warning": "yellow", "error": "bold red"}
 LEVEL_MARK = {"debug": "·", "info": " ", "warning": "!", "error": "✗"}

@@ -6,8 +6,8 @@ from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
-from tui import format as fmt
-from tui.state import RunView
+from kiln_lab.tui import format as fmt
+from kiln_lab.tui.state import RunView
 
 
 class RunInfo(Static):

@@ -19,8 +19,8 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.widget import Widget
 
-from tui.catalogue import Catalogue, Selection
-from tui.messages import SelectionChanged
+from kiln_lab.tui.catalogue import Catalogue, Selection
+from kiln_lab.tui.messages import SelectionChanged
 
 BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64, 128)
 SEQ_LENS = (32, 64, 128, 256, 512)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
-from tui import format as fmt
-from tui.state import RunView
+from kiln_lab.tui import format as fmt
+from kiln_lab.tui.state import RunView
 
 WHY = {
     "resolve": "a typo or a missing toolchain fails here in a second, not after an hour",

@@ -6,9 +6,9 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
-from tui import format as fmt
-from tui.state import RunView, StageState
-from tui.widgets.guard import guarded
+from kiln_lab.tui import format as fmt
+from kiln_lab.tui.state import RunView, StageState
+from kiln_lab.tui.widgets.guard import guarded
 
 GLYPH = {
     "waiting": ("○", "dim"),

@@ -5,8 +5,8 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
-from tui import format as fmt
-from tui.state import RunView
+from kiln_lab.tui import format as fmt
+from kiln_lab.tui.state import RunView
 
 
 def title_text(screen_title: str, view: RunView | None, now: float) -> Text:

@@ -4,118 +4,22 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.errors import ConfigError, DataError
-from core.events import ArtifactWritten, MetricSampled, ProgressAdvanced
-from core.pipeline import RunState, StageRunner, check_dataset_labels
-from core.precision import optimize, quantize
-from core.runconfig import RunConfig
+from kiln_lab.core.events import ArtifactWritten, MetricSampled, ProgressAdvanced
+from kiln_lab.core.pipeline import RunState, StageRunner
+from kiln_lab.core.precision import optimize, quantize
+from kiln_lab.core.stages.resolve import resolve
 
 log = logging.getLogger(__name__)
 
 PARITY_TOLERANCE_SCALE = {"fp32": 1.0}
 
 
-@dataclass(frozen=True)
-class Preflight:
-    """What resolve found: checked before any heavy work, by the CLI and the worker."""
-
-    card: Any
-    profile: Any
-    dataset: Any
-    split: Any
-    weights: Path | None
-    batch_size: int
-    seq_len: int
-
-
-def preflight(cfg: RunConfig) -> Preflight:
-    """Check card, profile, precision, dataset and weights; raise a ``KilnError`` if wrong.
-
-    Cheap on purpose (no torch import), so the CLI can refuse bad input before a run
-    record exists, and the worker's resolve stage repeats it as its first step.
-    """
-    from core.data import builtin_datasets, load_builtin, read_file
-    from core.models import get_card, locate_weights
-    from core.profiles import get_profile, require_available
-
-    card = get_card(cfg.model)
-    profile = get_profile(cfg.profile)
-    require_available(profile)
-    profile.require_precision(cfg.precision)
-    if cfg.dataset_file:
-        dataset = read_file(Path(cfg.dataset_file), cfg.dataset_format, card.labels)
-        split = dataset.split("file")
-    else:
-        name = cfg.dataset or card.default_dataset
-        if name not in builtin_datasets():
-            raise DataError(
-                f"dataset '{name}' does not ship with Kiln (built-in: "
-                f"{', '.join(builtin_datasets())})",
-                path=card.card_path if not cfg.dataset else None,
-                hint="evaluate on your copy with --dataset-file FILE --format bio|tsv|xnli",
-            )
-        dataset = load_builtin(name)
-        split = dataset.split(cfg.split)
-    if dataset.task != card.task:
-        raise ConfigError(
-            f"dataset '{dataset.name}' is for {dataset.task}, but model '{card.name}' does "
-            f"{card.task}",
-            hint="pick a dataset of the model's task",
-        )
-    check_dataset_labels(card, dataset)
-    weights = None
-    if not cfg.perf_only:
-        weights = locate_weights(card, Path(cfg.weights) if cfg.weights else None)
-    seq_len = cfg.seq_len or profile.defaults.seq_len or card.max_seq_len
-    if seq_len > card.max_seq_len:
-        raise ConfigError(
-            f"sequence length {seq_len} exceeds the model's {card.max_seq_len}",
-            hint=f"use --seq-len {card.max_seq_len} or less",
-        )
-    batch_size = cfg.batch_size or profile.defaults.batch_size
-    return Preflight(card, profile, dataset, split, weights, batch_size, seq_len)
-
-
-def resolve(state: RunState, run: StageRunner) -> None:
-    cfg = state.config
-    with run.stage("resolve") as summary:
-        found = preflight(cfg)
-        state.card, state.profile = card, profile = found.card, found.profile
-        state.dataset, state.split = found.dataset, found.split
-        state.batch_size, state.seq_len = found.batch_size, found.seq_len
-        summary |= {
-            "model": card.name,
-            "family": card.family,
-            "profile": profile.name,
-            "precision": cfg.precision,
-            "dataset": state.dataset.name,
-            "split": state.split.name,
-            "examples": len(state.split),
-            "data_hash": state.split.content_hash,
-            "batch_size": state.batch_size,
-            "seq_len": state.seq_len,
-            "weights": str(found.weights) if found.weights else "random (performance-only)",
-        }
-        log.info(
-            "model %s (%s, %s), profile %s, %s, %d examples of %s/%s",
-            card.name,
-            card.family,
-            card.task,
-            profile.name,
-            cfg.precision,
-            len(state.split),
-            state.dataset.name,
-            state.split.name,
-        )
-
-
 def load(state: RunState, run: StageRunner) -> None:
-    from core.encode import BatchEncoder, plan_batches
-    from core.models import load_model
+    from kiln_lab.core.encode import BatchEncoder, plan_batches
+    from kiln_lab.core.models import load_model
 
     cfg = state.config
     with run.stage("load") as summary:
@@ -161,8 +65,8 @@ def load(state: RunState, run: StageRunner) -> None:
 
 
 def export(state: RunState, run: StageRunner) -> None:
-    from core.builders import export_formats, static_shape
-    from core.export import export_onnx, file_sha256
+    from kiln_lab.core.builders import export_formats, static_shape
+    from kiln_lab.core.export import export_onnx, file_sha256
 
     formats = export_formats(state.profile)
     if not formats:
@@ -190,7 +94,7 @@ def export(state: RunState, run: StageRunner) -> None:
                 )
             )
         if "torchscript" in formats:
-            from core.torchscript import export_torchscript
+            from kiln_lab.core.torchscript import export_torchscript
 
             # Only a TorchScript runtime traces at the run's precision; a vendor compiler
             # reads fp32 and lowers it itself.
@@ -217,7 +121,7 @@ def export(state: RunState, run: StageRunner) -> None:
 
 
 def compile_model(state: RunState, run: StageRunner) -> None:
-    from core.builders import build
+    from kiln_lab.core.builders import build
 
     with run.stage("compile") as summary:
         state.compiled = build(state, run)
@@ -236,8 +140,8 @@ def compile_model(state: RunState, run: StageRunner) -> None:
 
 
 def verify(state: RunState, run: StageRunner) -> None:
-    from core.parity import PRECISION_SCALE, compare
-    from core.runtimes import TorchModel
+    from kiln_lab.core.parity import PRECISION_SCALE, compare
+    from kiln_lab.core.runtimes import TorchModel
 
     if state.profile.runtime == "torch" and state.config.precision == "fp32":
         run.skip("verify", "the profile runs the fp32 PyTorch reference itself")
@@ -277,8 +181,8 @@ def verify(state: RunState, run: StageRunner) -> None:
 
 
 def evaluate(state: RunState, run: StageRunner) -> None:
-    from core.encode import stream_batches
-    from core.evaluate import evaluate as evaluate_batches
+    from kiln_lab.core.encode import stream_batches
+    from kiln_lab.core.evaluate import evaluate as evaluate_batches
 
     if not state.config.evaluate:
         run.skip("evaluate", "benchmark-only run: no accuracy figures")
@@ -356,15 +260,15 @@ def evaluate(state: RunState, run: StageRunner) -> None:
 
 
 def benchmark(state: RunState, run: StageRunner) -> None:
-    from core.benchmark import BenchmarkPlan, run_grid
-    from core.roofline import achieved, peak_gflops
+    from kiln_lab.core.benchmark import BenchmarkPlan, run_grid
+    from kiln_lab.core.roofline import achieved, peak_gflops
 
     cfg = state.config
     defaults = state.profile.defaults
     if state.profile.runtime == "external" and (
         cfg.bench_batch_sizes or not cfg.evaluate or not state.compiled.runs_locally
     ):
-        from core.builders import benchmark_external
+        from kiln_lab.core.builders import benchmark_external
 
         with run.stage("benchmark") as summary:
             cells = benchmark_external(state, run)
@@ -468,7 +372,7 @@ def _latest_resources(summary: dict[str, float]) -> dict[str, float]:
 
 def _model_factory(state: RunState) -> Any:
     """New sessions for extra instances where the runtime has them; else share one."""
-    from core.runtimes import OnnxRuntimeModel
+    from kiln_lab.core.runtimes import OnnxRuntimeModel
 
     compiled = state.compiled
     if isinstance(compiled, OnnxRuntimeModel):
@@ -490,11 +394,11 @@ def _model_factory(state: RunState) -> Any:
 
 
 def _process_factory(state: RunState, plan: Any) -> Any:
-    from core.runtimes import OnnxRuntimeModel
+    from kiln_lab.core.runtimes import OnnxRuntimeModel
 
     if plan.processes <= 1 or not isinstance(state.compiled, OnnxRuntimeModel):
         return None
-    from core.bench_processes import cell_across_processes
+    from kiln_lab.core.bench_processes import cell_across_processes
 
     compiled = state.compiled
     return lambda batch, seq_len: cell_across_processes(
@@ -509,15 +413,15 @@ def _process_factory(state: RunState, plan: Any) -> Any:
 
 
 def report(state: RunState, run: StageRunner) -> None:
-    from core.environment import environment
-    from core.export import file_sha256, write_atomically
-    from core.paths import artifacts_dir
+    from kiln_lab.core.environment import environment
+    from kiln_lab.core.export import file_sha256, write_atomically
+    from kiln_lab.core.paths import artifacts_dir
 
     with run.stage("report") as summary:
         card, cfg = state.card, state.config
         thr = state.result.get("throughput") or {}
         if thr.get("samples_per_s"):
-            from core.roofline import achieved, peak_gflops
+            from kiln_lab.core.roofline import achieved, peak_gflops
 
             # Measured (once per machine, then cached) outside the evaluate stage's timing.
             padded = thr["tokens_per_s"] / max(1e-9, 1 - thr["padding_waste"])
