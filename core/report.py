@@ -1,8 +1,8 @@
 """Reports: the seeds' comparison tables and speed grids, as md, csv, json or html.
 
 One row per run: model, profile, precision, the task metric, its delta against the
-fp32 run of the same model and data (in the selection, else the newest in the store)
-and against the card's published figure, samples/s, latency p99 and the speed-up.
+run's fp32 baseline (:mod:`kiln_lab.core.baseline`: in the selection, else the newest
+in the store) and against the card's published figure, samples/s, latency p99 and the speed-up.
 Every report carries each run's environment (versions, CPU, threads, calibration set
 hash) so a figure can be reproduced. Files are written only inside ``--out``.
 """
@@ -19,54 +19,32 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from kiln_lab.core.baseline import baseline_for
 from kiln_lab.core.errors import ConfigError
+from kiln_lab.core.result import Latency, RunResult
 from kiln_lab.core.store import RunRecord
 
 FORMATS = ("md", "csv", "json", "html")
-METRICS = ("entity_f1", "accuracy")
 
 
-def _metric(record: RunRecord) -> tuple[str | None, float | None]:
-    metrics = (record.result or {}).get("metrics") or {}
-    for name in METRICS:
-        if name in metrics:
-            return name, float(metrics[name])
-    return None, None
-
-
-def _fp32_baseline(record: RunRecord, pool: Sequence[RunRecord]) -> RunRecord | None:
-    for other in pool:
-        if (
-            other.status == "succeeded"
-            and other.precision == "fp32"
-            and other.model == record.model
-            and other.dataset == record.dataset
-        ):
-            return other
-    return None
+def _metric(result: RunResult) -> tuple[str | None, float | None]:
+    headline = result.metrics.headline() if result.metrics is not None else None
+    return headline if headline is not None else (None, None)
 
 
 def comparison_rows(records: Sequence[RunRecord], history: Sequence[RunRecord]) -> list[dict]:
     """The comparison table; baselines come from the selection first, then the history."""
     rows = []
     for record in records:
-        result = record.result or {}
-        name, value = _metric(record)
-        base = _fp32_baseline(record, records) or _fp32_baseline(record, history)
-        _, base_value = _metric(base) if base else (None, None)
-        speed = (result.get("throughput") or {}).get("samples_per_s")
-        base_speed = (
-            ((base.result or {}).get("throughput") or {}).get("samples_per_s") if base else None
-        )
-        published = next(
-            (
-                r
-                for r in result.get("reference") or []
-                if r["metric"] == name and r["precision"] == "fp32"
-            ),
-            None,
-        )
-        quant = result.get("quantization") or {}
+        result = record.run_result
+        name, value = _metric(result)
+        base = baseline_for(record, records, history)
+        base_result = base.run_result if base is not None else RunResult()
+        _, base_value = _metric(base_result)
+        speed = result.throughput.samples_per_s if result.throughput else None
+        base_speed = base_result.throughput.samples_per_s if base_result.throughput else None
+        published = result.published(name)
+        calibration = result.quantization.calibration if result.quantization else None
         rows.append(
             {
                 "run": record.id,
@@ -81,15 +59,15 @@ def comparison_rows(records: Sequence[RunRecord], history: Sequence[RunRecord]) 
                 "delta_vs_fp32": value - base_value
                 if value is not None and base_value is not None
                 else None,
-                "published": published["value"] if published else None,
-                "delta_vs_published": value - published["value"]
-                if published and value is not None
+                "published": published.value if published else None,
+                "delta_vs_published": value - published.value
+                if published and published.value is not None and value is not None
                 else None,
                 "samples_per_s": speed,
-                "latency_p99_ms": (result.get("latency") or {}).get("p99_ms"),
+                "latency_p99_ms": result.latency.p99_ms if result.latency else None,
                 "speedup_vs_fp32": speed / base_speed if speed and base_speed else None,
-                "percent_of_peak": (result.get("throughput") or {}).get("percent_of_peak"),
-                "calibration_sha256": (quant.get("calibration") or {}).get("sha256"),
+                "percent_of_peak": result.throughput.percent_of_peak if result.throughput else None,
+                "calibration_sha256": calibration.sha256 if calibration else None,
             }
         )
     return rows
@@ -98,18 +76,19 @@ def comparison_rows(records: Sequence[RunRecord], history: Sequence[RunRecord]) 
 def grid_rows(records: Sequence[RunRecord]) -> list[dict]:
     rows = []
     for record in records:
-        for cell in ((record.result or {}).get("benchmark") or {}).get("cells", []):
+        for cell in record.run_result.benchmark_cells:
+            latency = cell.latency or Latency()
             rows.append(
                 {
                     "run": record.id,
                     "precision": record.precision,
-                    "batch_size": cell["batch_size"],
-                    "seq_len": cell["seq_len"],
-                    "samples_per_s": cell["samples_per_s"],
-                    "spread_pct": cell["spread_pct"],
-                    "latency_p50_ms": cell["latency"]["p50_ms"],
-                    "latency_p99_ms": cell["latency"]["p99_ms"],
-                    "percent_of_peak": cell.get("percent_of_peak"),
+                    "batch_size": cell.batch_size,
+                    "seq_len": cell.seq_len,
+                    "samples_per_s": cell.samples_per_s,
+                    "spread_pct": cell.spread_pct,
+                    "latency_p50_ms": latency.p50_ms,
+                    "latency_p99_ms": latency.p99_ms,
+                    "percent_of_peak": cell.percent_of_peak,
                 }
             )
     return rows
@@ -118,14 +97,15 @@ def grid_rows(records: Sequence[RunRecord]) -> list[dict]:
 def environments(records: Sequence[RunRecord]) -> dict[str, Any]:
     out = {}
     for record in records:
-        result = record.result or {}
+        result = record.run_result
+        calibration = result.quantization.calibration if result.quantization else None
         out[record.id] = {
-            "environment": result.get("environment"),
-            "runtime": result.get("runtime"),
-            "runtime_settings": result.get("runtime_settings"),
+            "environment": result.environment,
+            "runtime": result.runtime,
+            "runtime_settings": result.runtime_settings,
             "profile": record.profile,
-            "data_hash": result.get("data_hash"),
-            "calibration": (result.get("quantization") or {}).get("calibration"),
+            "data_hash": result.data_hash,
+            "calibration": calibration.to_dict() if calibration else None,
             "config": record.config,
         }
     return out

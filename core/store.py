@@ -17,12 +17,14 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from kiln_lab.core.errors import RunNotFound, StoreError
 from kiln_lab.core.events import Event, from_record, to_record
 from kiln_lab.core.paths import kiln_home
+from kiln_lab.core.result import RunResult
 
 APPLICATION_ID = 0x4B494C4E  # "KILN"
 SCHEMA_VERSION = 1
@@ -104,6 +106,11 @@ class RunRecord:
     @property
     def finished(self) -> bool:
         return self.status in TERMINAL_STATUSES
+
+    @cached_property
+    def run_result(self) -> RunResult:
+        """``result`` typed; empty for a run that has not finished."""
+        return RunResult.from_dict(self.result)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -480,14 +487,6 @@ class RunStore:
 
     # -- checkpoints (resumable evaluation) ------------------------------------------------
     @_locked
-    def save_checkpoint(self, run_id: str, key: str, payload: Any) -> None:
-        self._conn.execute(
-            "INSERT INTO checkpoints (run_id, key, payload) VALUES (?, ?, ?)"
-            " ON CONFLICT(run_id, key) DO UPDATE SET payload = excluded.payload",
-            (run_id, key, json.dumps(payload, ensure_ascii=False)),
-        )
-
-    @_locked
     def save_checkpoints(self, run_id: str, items: dict[str, Any]) -> None:
         """Several checkpoint entries in one short transaction."""
         conn = self._conn
@@ -510,13 +509,6 @@ class RunStore:
             (run_id, prefix.replace("%", "") + "%"),
         ).fetchall()
         return {key: json.loads(payload) for key, payload in rows}
-
-    @_locked
-    def load_checkpoint(self, run_id: str, key: str) -> Any | None:
-        row = self._conn.execute(
-            "SELECT payload FROM checkpoints WHERE run_id = ? AND key = ?", (run_id, key)
-        ).fetchone()
-        return json.loads(row[0]) if row else None
 
     def tail(self, run_id: str, *, after: int = 0, poll_s: float = 0.1) -> Iterator[StoredEvent]:
         """Yield a run's events as they arrive until it finishes (or its worker dies)."""

@@ -1,0 +1,459 @@
+"""The run result, typed: what a finished run reports, read in one way everywhere.
+
+The pipeline writes the result as a plain JSON dict (the run store's ``runs.result``
+column, ``report.json``, ``kiln run --json``). Every viewer reads it through
+:class:`RunResult` so each key is spelled once, here, instead of in ``.get()`` chains.
+
+A result stored by any Kiln must still open: :meth:`RunResult.from_dict` reads a missing
+key as ``None`` (the stage that writes it did not run) and keeps an unknown key in
+``extra``. :meth:`RunResult.to_dict` gives back the dict the producers write, key for key
+and in their order, so ``--json`` output and ``report.json`` read the same as before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar, Self
+
+from kiln_lab.core.events import BenchmarkCellMeasured
+
+HEADLINE_METRICS = ("entity_f1", "accuracy")
+"""The task metric a run is judged by, in preference order (NER, then classification)."""
+
+
+def _out(value: Any) -> Any:
+    """A field's value in its JSON shape: parts as dicts, tuples as lists."""
+    if isinstance(value, _Part):
+        return value.to_dict()
+    if isinstance(value, list | tuple):
+        return [_out(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _out(v) for k, v in value.items()}
+    return value
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _mapping(value: Any) -> dict[str, Any] | None:
+    return dict(value) if isinstance(value, Mapping) else None
+
+
+def _sequence(value: Any) -> tuple[Any, ...] | None:
+    return tuple(value) if isinstance(value, list | tuple) else None
+
+
+def _many(part: type[_Part]) -> Callable[[Any], tuple[Any, ...] | None]:
+    def parse(value: Any) -> tuple[Any, ...] | None:
+        if not isinstance(value, list | tuple):
+            return None
+        return tuple(part.from_dict(v) for v in value if isinstance(v, Mapping))
+
+    return parse
+
+
+def _by_name(part: type[_Part]) -> Callable[[Any], dict[str, Any] | None]:
+    def parse(value: Any) -> dict[str, Any] | None:
+        if not isinstance(value, Mapping):
+            return None
+        return {k: part.from_dict(v) for k, v in value.items() if isinstance(v, Mapping)}
+
+    return parse
+
+
+@dataclass(frozen=True)
+class _Part:
+    """Shared reading and writing: known keys become fields, the rest stays in ``extra``.
+
+    A field that is ``None`` is left out of ``to_dict`` (its stage did not write it),
+    except the names in ``_ALWAYS``, which the producers write even when empty.
+    """
+
+    _ALWAYS: ClassVar[frozenset[str]] = frozenset()
+    _PARSE: ClassVar[Mapping[str, Callable[[Any], Any]]] = {}
+
+    extra: Mapping[str, Any] = field(default_factory=dict, kw_only=True)
+    """Keys this Kiln does not know (from a newer or older one), and known keys whose
+    value is not the shape it should be, kept as they were so a round trip loses nothing."""
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        names = {f.name for f in fields(cls)} - {"extra"}
+        known: dict[str, Any] = {}
+        extra: dict[str, Any] = {}
+        for key, value in data.items():
+            parsed = cls._PARSE.get(key, _same)(value) if key in names else None
+            if parsed is None and value is not None:
+                extra[key] = value  # unknown, or not the shape it should be: kept as is
+            else:
+                known[key] = parsed
+        return cls(**known, extra=extra)
+
+    @classmethod
+    def parse(cls, data: Any) -> Self | None:
+        """``from_dict`` for a value read from a store: anything but a mapping is None."""
+        return cls.from_dict(data) if isinstance(data, Mapping) else None
+
+    def _keep(self, name: str) -> bool:
+        return name in self._ALWAYS
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            if f.name == "extra":
+                continue
+            value = getattr(self, f.name)
+            if value is not None or self._keep(f.name):
+                out[f.name] = _out(value)
+        out.update((key, _out(value)) for key, value in self.extra.items())
+        return out
+
+
+@dataclass(frozen=True)
+class LabelScore(_Part):
+    """Precision, recall, F1 and support of one entity type or class."""
+
+    precision: float | None = None
+    recall: float | None = None
+    f1: float | None = None
+    support: int | None = None
+
+
+@dataclass(frozen=True)
+class AccuracyMetrics(_Part):
+    """The evaluation's scores: the NER fields or the classification ones, never both."""
+
+    _PARSE = {"per_type": _by_name(LabelScore), "per_class": _by_name(LabelScore)}
+
+    entity_f1: float | None = None
+    entity_precision: float | None = None
+    entity_recall: float | None = None
+    entity_support: int | None = None
+    token_accuracy: float | None = None
+    per_type: Mapping[str, LabelScore] | None = None
+    tokens: int | None = None
+    sentences: int | None = None
+    accuracy: float | None = None
+    macro_f1: float | None = None
+    count: int | None = None
+    per_class: Mapping[str, LabelScore] | None = None
+
+    def value(self, name: str) -> float | None:
+        """A figure by the name model cards use (``entity_f1``, ``macro_f1``, ...)."""
+        known = {f.name for f in fields(self)}
+        value = getattr(self, name) if name in known else self.extra.get(name)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return None
+        return value
+
+    def headline(self) -> tuple[str, float] | None:
+        """The task metric a run is judged by, as ``(name, value)``."""
+        for name in HEADLINE_METRICS:
+            value = self.value(name)
+            if value is not None:
+                return name, value
+        return None
+
+
+@dataclass(frozen=True)
+class Throughput(_Part):
+    """The evaluation pass's speed, and (once the report stage ran) its roofline share."""
+
+    samples: int | None = None
+    samples_per_s: float | None = None
+    tokens_per_s: float | None = None
+    padding_waste: float | None = None
+    elapsed_s: float | None = None
+    window_samples_per_s: float | None = None
+    batches: int | None = None
+    achieved_gflops: float | None = None
+    peak_gflops: float | None = None
+    percent_of_peak: float | None = None
+
+
+@dataclass(frozen=True)
+class Latency(_Part):
+    """Batch latency quantiles in milliseconds (nan where nothing was timed)."""
+
+    count: int | None = None
+    mean_ms: float | None = None
+    p50_ms: float | None = None
+    p90_ms: float | None = None
+    p99_ms: float | None = None
+    max_ms: float | None = None
+
+
+@dataclass(frozen=True)
+class Parity(_Part):
+    """How closely the built model's logits follow the PyTorch fp32 reference."""
+
+    samples: int | None = None
+    positions: int | None = None
+    max_abs_diff: float | None = None
+    mean_abs_diff: float | None = None
+    cosine: float | None = None
+    agreement: float | None = None
+    tolerance: float | None = None
+    status: str | None = None
+    """``pass``, ``warn`` or ``fail``."""
+
+
+@dataclass(frozen=True)
+class PublishedFigure(_Part):
+    """A figure from the model card beside what this run measured of the same metric."""
+
+    _ALWAYS = frozenset({"measured", "delta"})
+
+    metric: str | None = None
+    value: float | None = None
+    precision: str | None = None
+    runtime: str | None = None
+    source: str | None = None
+    note: str | None = None
+    measured: float | None = None
+    """``None`` when the run scored nothing (a performance-only run)."""
+    delta: float | None = None
+
+
+@dataclass(frozen=True)
+class Calibration(_Part):
+    """The calibration set an int8 build was calibrated on, by content hash."""
+
+    samples: int | None = None
+    sha256: str | None = None
+    source: str | None = None
+
+
+@dataclass(frozen=True)
+class Quantization(_Part):
+    """How the quantize stage built the graph: int8 (with calibration) or fp16."""
+
+    _PARSE = {"calibration": Calibration.parse, "kept_fp32": _sequence}
+
+    recipe: str | None = None
+    source: str | None = None
+    calibration: Calibration | None = None
+    kept_fp32: tuple[str, ...] | None = None
+    """fp16 only: operator types left in fp32."""
+    path: str | None = None
+    cached: bool | None = None
+    quantized_nodes: int | None = None
+
+
+@dataclass(frozen=True)
+class GuardStep(_Part):
+    """One try of the accuracy guard: which nodes stayed in float, and what it scored."""
+
+    _PARSE = {"kept_in_float": _sequence}
+
+    kept_in_float: tuple[str, ...] | None = None
+    metric: float | None = None
+    drop_points: float | None = None
+    samples_per_s: float | None = None
+    within_budget: bool | None = None
+
+
+@dataclass(frozen=True)
+class SensitiveNode(_Part):
+    node: str | None = None
+    noise_ratio: float | None = None
+
+
+@dataclass(frozen=True)
+class Guard(_Part):
+    """The int8 accuracy guard's verdict against the float graph."""
+
+    _PARSE = {
+        "kept_in_float": _sequence,
+        "steps": _many(GuardStep),
+        "sensitivity": _many(SensitiveNode),
+    }
+
+    metric: str | None = None
+    budget_points: float | None = None
+    float_metric: float | None = None
+    float_samples_per_s: float | None = None
+    within_budget: bool | None = None
+    repaired: bool | None = None
+    kept_in_float: tuple[str, ...] | None = None
+    steps: tuple[GuardStep, ...] | None = None
+    sensitivity: tuple[SensitiveNode, ...] | None = None
+
+    @property
+    def last_step(self) -> GuardStep | None:
+        return self.steps[-1] if self.steps else None
+
+
+@dataclass(frozen=True)
+class ToolCompile(_Part):
+    """A vendor tool's compile call: the command line, and whether it was cached."""
+
+    _PARSE = {"command": _sequence}
+
+    command: tuple[str, ...] | None = None
+    cached: bool | None = None
+    duration_s: float | None = None
+    artifact: str | None = None
+
+
+@dataclass(frozen=True)
+class Toolchain(_Part):
+    _PARSE = {"compile": ToolCompile.parse}
+
+    compile: ToolCompile | None = None
+
+
+@dataclass(frozen=True)
+class BenchmarkCell(_Part):
+    """One batch size x sequence length cell of the benchmark grid."""
+
+    _PARSE = {
+        "samples_per_s_trials": _sequence,
+        "latency": Latency.parse,
+        "resources": _mapping,
+        "command": _sequence,
+    }
+
+    batch_size: int | None = None
+    seq_len: int | None = None
+    samples_per_s: float | None = None
+    samples_per_s_trials: tuple[float, ...] | None = None
+    spread_pct: float | None = None
+    latency: Latency | None = None
+    resources: Mapping[str, float] | None = None
+    source: str | None = None
+    """``tool`` when a vendor tool measured it; absent for Kiln's own timed loop."""
+    command: tuple[str, ...] | None = None
+    achieved_gflops: float | None = None
+    peak_gflops: float | None = None
+    percent_of_peak: float | None = None
+
+    @property
+    def shape(self) -> tuple[int, int] | None:
+        """``(batch size, sequence length)``, or None for a cell that does not say."""
+        if isinstance(self.batch_size, int) and isinstance(self.seq_len, int):
+            return self.batch_size, self.seq_len
+        return None
+
+    @classmethod
+    def from_event(cls, event: BenchmarkCellMeasured) -> BenchmarkCell:
+        """The cell as a live viewer has it, before the run's result is written."""
+        return cls(
+            batch_size=event.batch_size,
+            seq_len=event.seq_len,
+            samples_per_s=event.samples_per_s,
+            spread_pct=event.spread_pct,
+            latency=Latency.from_dict(event.latency),
+            source=event.source,
+        )
+
+
+@dataclass(frozen=True)
+class BenchmarkGrid(_Part):
+    """The benchmark stage's grid: its plan, every cell, and the machine's peaks."""
+
+    _ALWAYS = frozenset({"cells"})
+    _PARSE = {"plan": _mapping, "cells": _many(BenchmarkCell), "peaks": _mapping}
+
+    plan: Mapping[str, Any] | None = None
+    cells: tuple[BenchmarkCell, ...] = ()
+    peaks: Mapping[str, float] | None = None
+    tool: bool | None = None
+    """True when a vendor tool measured the cells."""
+
+
+@dataclass(frozen=True)
+class RunResult(_Part):
+    """Everything a finished run reports; a field is None where its stage did not run.
+
+    Fields are in the order the stages write them: quantize, compile, verify, evaluate,
+    benchmark, then report (which names the run and its inputs).
+    """
+
+    _PARSE = {
+        "guard": Guard.parse,
+        "quantization": Quantization.parse,
+        "toolchain": Toolchain.parse,
+        "runtime_settings": _mapping,
+        "parity": Parity.parse,
+        "metrics": AccuracyMetrics.parse,
+        "throughput": Throughput.parse,
+        "latency": Latency.parse,
+        "resources": _mapping,
+        "benchmark": BenchmarkGrid.parse,
+        "reference": _many(PublishedFigure),
+        "stages": _mapping,
+        "environment": _mapping,
+    }
+
+    guard: Guard | None = None
+    quantization: Quantization | None = None
+    toolchain: Toolchain | None = None
+    runtime_settings: Mapping[str, Any] | None = None
+    parity: Parity | None = None
+    metrics: AccuracyMetrics | None = None
+    """None for a performance-only run (random weights: nothing to score)."""
+    throughput: Throughput | None = None
+    latency: Latency | None = None
+    resources: Mapping[str, float] | None = None
+    truncated: int | None = None
+    """Examples longer than the sequence length, cut to fit."""
+    benchmark: BenchmarkGrid | None = None
+    run_id: str | None = None
+    model: str | None = None
+    family: str | None = None
+    task: str | None = None
+    dataset: str | None = None
+    split: str | None = None
+    data_hash: str | None = None
+    profile: str | None = None
+    runtime: str | None = None
+    precision: str | None = None
+    perf_only: bool | None = None
+    batch_size: int | None = None
+    seq_len: int | None = None
+    padding: str | None = None
+    examples: int | None = None
+    reference: tuple[PublishedFigure, ...] | None = None
+    stages: Mapping[str, float] | None = None
+    """Seconds per stage that ran."""
+    environment: Mapping[str, Any] | None = None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> Self:
+        """Read a stored result; ``None`` (a run that never finished) is an empty one."""
+        return super().from_dict(data) if isinstance(data, Mapping) else cls()
+
+    def _keep(self, name: str) -> bool:
+        # The evaluate stage writes "metrics" beside its speed figures even when it
+        # scored nothing (a performance-only run), so a round trip keeps it as null.
+        return name == "metrics" and self.throughput is not None
+
+    @property
+    def data_key(self) -> tuple[str, str] | None:
+        """``(dataset, split)`` the run evaluated, once its report stage named them."""
+        if not self.dataset:
+            return None
+        return str(self.dataset), str(self.split or "")
+
+    @property
+    def benchmark_cells(self) -> tuple[BenchmarkCell, ...]:
+        return self.benchmark.cells if self.benchmark is not None else ()
+
+    @property
+    def references(self) -> tuple[PublishedFigure, ...]:
+        return self.reference or ()
+
+    @property
+    def scored(self) -> bool:
+        """Whether the run has accuracy figures (it evaluated with trained weights)."""
+        return self.metrics is not None and self.metrics != AccuracyMetrics() and not self.perf_only
+
+    def published(self, metric: str | None, precision: str = "fp32") -> PublishedFigure | None:
+        """The card's figure for ``metric`` at ``precision``, as this run recorded it."""
+        return next(
+            (r for r in self.references if r.metric == metric and r.precision == precision),
+            None,
+        )
