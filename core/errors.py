@@ -109,3 +109,23 @@ class RunNotFound(StoreError):
 class Cancelled(KilnError):
     title = "Run cancelled"
     exit_code = 130
+
+
+def internal_error(exc: BaseException, *, traceback_at: str | None = None) -> dict[str, str]:
+    """An unexpected exception in the error form runs store: a Kiln bug, said so.
+
+    ``traceback_at`` names where the traceback was logged when that is not the run's
+    log (the app logs its own to a file).
+    """
+    hint = (
+        f"this is a bug in Kiln; the traceback is in {traceback_at}"
+        if traceback_at
+        else "this is a bug in Kiln; rerun with --debug (the traceback is in the run's "
+        "log) and report it"
+    )
+    return {
+        "kind": type(exc).__name__,
+        "title": "Internal error",
+        "message": f"{type(exc).__name__}: {exc}",
+        "hint": hint,
+    }

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from kiln_lab.core.errors import Cancelled, KilnError
+from kiln_lab.core.errors import Cancelled, KilnError, internal_error
 from kiln_lab.core.events import Event, LogLine, RunFinished
 from kiln_lab.core.pipeline import Checkpoints, current_stage, run_pipeline
 from kiln_lab.core.runconfig import RunConfig
@@ -120,12 +120,7 @@ def execute_run(store: RunStore, run_id: str) -> int:
         store.set_status(run_id, "failed", error=exc.to_dict())
         return exc.exit_code
     except Exception as exc:  # noqa: BLE001 - a bug: record it, never lose the run
-        error = {
-            "kind": type(exc).__name__,
-            "title": "Internal error",
-            "message": f"{type(exc).__name__}: {exc}",
-            "hint": "this is a bug in Kiln; the traceback is in the run's log",
-        }
+        error = internal_error(exc, traceback_at="the run's log")
         emit(LogLine(current_stage.get(), "error", traceback.format_exc(), "kiln_lab.core.worker"))
         emit(RunFinished("failed", error=error))
         store.set_status(run_id, "failed", error=error)

@@ -11,6 +11,8 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
+from kiln_lab.core.errors import internal_error
+
 
 class ErrorScreen(ModalScreen[None]):
     """A ``KilnError`` (or its dict from the store): title, message, where, and the fix."""
@@ -54,12 +56,7 @@ def error_dict(exc: BaseException) -> dict[str, Any]:
     to_dict = getattr(exc, "to_dict", None)
     if callable(to_dict):
         return to_dict()
-    return {
-        "kind": type(exc).__name__,
-        "title": "Internal error",
-        "message": f"{type(exc).__name__}: {exc}",
-        "hint": "this is a bug in Kiln; the traceback is in KILN_HOME/logs/app.log",
-    }
+    return internal_error(exc, traceback_at="KILN_HOME/logs/app.log")
 
 
 class QuitScreen(ModalScreen[str | None]):
