@@ -123,7 +123,7 @@ def harness_overhead(model: str, limit: int | None, repeats: int = 5) -> dict:
     from kiln_lab.core.models import get_card, load_model
     from kiln_lab.core.pipeline import run_pipeline
     from kiln_lab.core.runconfig import RunConfig
-    from kiln_lab.core.runtimes import OnnxRuntimeModel
+    from kiln_lab.core.runtimes.onnxruntime import OnnxRuntimeModel
     from kiln_lab.core.store import RunStore
 
     card = get_card(model)

@@ -18,7 +18,7 @@ from kiln_lab.core.benchmark import BenchmarkPlan, CellResult, run_cell
 
 
 def _one_process(args: tuple) -> dict[str, Any]:
-    from kiln_lab.core.runtimes import OnnxRuntimeModel
+    from kiln_lab.core.runtimes.onnxruntime import OnnxRuntimeModel
 
     path, providers, plan_dict, batch, seq_len, input_names, vocab_size = args
     plan = BenchmarkPlan(**{**plan_dict, "processes": 1})

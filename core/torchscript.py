@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from kiln_lab.core.export import _dummy_inputs, build_entry, cache_key
-from kiln_lab.core.runtimes import TORCH_DTYPES
+from kiln_lab.core.runtimes.torch import TORCH_DTYPES
 
 log = logging.getLogger(__name__)
 

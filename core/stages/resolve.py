@@ -9,29 +9,44 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from kiln_lab.core.errors import ConfigError, DataError
-from kiln_lab.core.pipeline import RunState, StageRunner, check_dataset_labels
+from kiln_lab.core.errors import ConfigError, DataError, LabelMismatch
 from kiln_lab.core.runconfig import RunConfig
+from kiln_lab.core.runtimes import Runtime, get_runtime
+from kiln_lab.core.stages.context import StageContext
+
+if TYPE_CHECKING:
+    from kiln_lab.core.data.types import Dataset, Split
+    from kiln_lab.core.models.cards import ModelCard
+    from kiln_lab.core.profiles import Profile
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class Preflight:
-    """What resolve found: checked before any heavy work, by the CLI and the worker."""
+class Resolved:
+    """What resolve found: the card, profile, data and shapes every later stage uses."""
 
-    card: Any
-    profile: Any
-    dataset: Any
-    split: Any
+    card: ModelCard
+    profile: Profile
+    dataset: Dataset
+    split: Split
     weights: Path | None
+    """The weights directory found; None for a performance-only run (random weights)."""
     batch_size: int
     seq_len: int
 
+    @property
+    def runtime(self) -> Runtime:
+        return get_runtime(self.profile.runtime)
 
-def preflight(cfg: RunConfig) -> Preflight:
+    @property
+    def static_shape(self) -> tuple[int, int] | None:
+        return (self.batch_size, self.seq_len) if self.profile.static_shapes else None
+
+
+def preflight(cfg: RunConfig) -> Resolved:
     """Check card, profile, precision, dataset and weights; raise a ``KilnError`` if wrong.
 
     Cheap on purpose (no torch import), so the CLI can refuse bad input before a run
@@ -76,27 +91,25 @@ def preflight(cfg: RunConfig) -> Preflight:
             hint=f"use --seq-len {card.max_seq_len} or less",
         )
     batch_size = cfg.batch_size or profile.defaults.batch_size
-    return Preflight(card, profile, dataset, split, weights, batch_size, seq_len)
+    return Resolved(card, profile, dataset, split, weights, batch_size, seq_len)
 
 
-def resolve(state: RunState, run: StageRunner) -> None:
-    cfg = state.config
-    with run.stage("resolve") as summary:
+def run(ctx: StageContext) -> Resolved:
+    cfg = ctx.config
+    with ctx.stage("resolve") as summary:
         found = preflight(cfg)
-        state.card, state.profile = card, profile = found.card, found.profile
-        state.dataset, state.split = found.dataset, found.split
-        state.batch_size, state.seq_len = found.batch_size, found.seq_len
+        card, profile, split = found.card, found.profile, found.split
         summary |= {
             "model": card.name,
             "family": card.family,
             "profile": profile.name,
             "precision": cfg.precision,
-            "dataset": state.dataset.name,
-            "split": state.split.name,
-            "examples": len(state.split),
-            "data_hash": state.split.content_hash,
-            "batch_size": state.batch_size,
-            "seq_len": state.seq_len,
+            "dataset": found.dataset.name,
+            "split": split.name,
+            "examples": len(split),
+            "data_hash": split.content_hash,
+            "batch_size": found.batch_size,
+            "seq_len": found.seq_len,
             "weights": str(found.weights) if found.weights else "random (performance-only)",
         }
         log.info(
@@ -106,7 +119,22 @@ def resolve(state: RunState, run: StageRunner) -> None:
             card.task,
             profile.name,
             cfg.precision,
-            len(state.split),
-            state.dataset.name,
-            state.split.name,
+            len(split),
+            found.dataset.name,
+            split.name,
+        )
+    return found
+
+
+def check_dataset_labels(card: ModelCard, dataset: Dataset) -> None:
+    """The dataset's labels must be ones the model can predict."""
+    found = set(dataset.labels)
+    unknown = sorted(found - set(card.labels))
+    if unknown:
+        raise LabelMismatch(
+            f"dataset labels {unknown} are not in model '{card.name}''s label set "
+            f"{list(card.labels)}",
+            path=dataset.source if Path(str(dataset.source)).exists() else card.card_path,
+            hint="evaluate with a dataset of the model's task and labels, or use a model "
+            "card whose labels match",
         )

@@ -15,7 +15,8 @@ from kiln_lab.core.parity import compare
 from kiln_lab.core.pipeline import run_pipeline
 from kiln_lab.core.quantize import CalibrationSet, DynamicInt8, StaticInt8, quantize
 from kiln_lab.core.runconfig import RunConfig
-from kiln_lab.core.runtimes import OnnxRuntimeModel, TorchModel
+from kiln_lab.core.runtimes.onnxruntime import OnnxRuntimeModel
+from kiln_lab.core.runtimes.torch import TorchModel
 
 SENTENCES = [
     "The device lab compiled the model overnight.",

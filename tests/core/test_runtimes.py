@@ -12,7 +12,8 @@ from kiln_lab.core.events import ArtifactWritten, StageFinished, StageSkipped
 from kiln_lab.core.pipeline import run_pipeline
 from kiln_lab.core.profiles import get_profile
 from kiln_lab.core.runconfig import RunConfig
-from kiln_lab.core.runtimes import FixedShapeModel, OnnxRuntimeModel
+from kiln_lab.core.runtimes import FixedShapeModel
+from kiln_lab.core.runtimes.onnxruntime import OnnxRuntimeModel
 
 CASES = [
     ("tiny-ner-bert", "cpu-torch", "bf16"),
@@ -61,7 +62,7 @@ def test_runtime_builds_verifies_and_evaluates(
 
 def test_torch_bf16_leaves_the_reference_model_alone(tiny_assets: Path) -> None:
     from kiln_lab.core.models import get_card, load_model
-    from kiln_lab.core.runtimes import TorchModel
+    from kiln_lab.core.runtimes.torch import TorchModel
 
     loaded = load_model(get_card("tiny-ner-bert"))
     before = next(loaded.model.parameters()).dtype

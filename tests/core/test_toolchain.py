@@ -12,10 +12,10 @@ import pytest
 
 from kiln_lab.core.commandline import render
 from kiln_lab.core.errors import Cancelled, ToolchainMissing
-from kiln_lab.core.events import ArtifactWritten, MetricSampled, StageFinished
-from kiln_lab.core.pipeline import RunState, StageRunner, current_stage
+from kiln_lab.core.events import ArtifactWritten, BenchmarkCellMeasured, StageFinished
 from kiln_lab.core.profiles import get_profile, load_profile_file
 from kiln_lab.core.runconfig import RunConfig
+from kiln_lab.core.stages.context import StageContext, current_stage
 from kiln_lab.core.toolchain import (
     ToolContext,
     ToolFailed,
@@ -192,22 +192,21 @@ def test_vendor_placeholders_render_as_their_tools_expect() -> None:
     assert argv[start : start + 3] == ["--input_dims", "8,128", "8,128"]
 
 
-def _state_through_compile(config: RunConfig, events: list) -> tuple[RunState, StageRunner]:
-    from kiln_lab.core.stages import _legacy as stages
+def _through_compile(config: RunConfig, events: list) -> tuple:
+    """The stages up to compile, each handed the outputs before it."""
+    from kiln_lab.core.stages import compile, export, load, optimize, quantize, resolve
 
-    state = RunState(config=config, run_id="external-test")
-    runner = StageRunner(state, events.append, lambda: False)
-    for step in stages.PIPELINE:
-        step(state, runner)
-        if step.__name__ == "compile_model":
-            break
-    return state, runner
+    ctx = StageContext(config, "external-test", events.append)
+    resolved = resolve.run(ctx)
+    loaded = load.run(ctx, resolved)
+    graphs = optimize.run(ctx, resolved, loaded, export.run(ctx, resolved, loaded))
+    quantized = quantize.run(ctx, resolved, loaded, graphs)
+    return ctx, resolved, loaded, compile.run(ctx, resolved, loaded, quantized.graphs)
 
 
 def test_external_profile_end_to_end(tiny_assets: Path, kiln_home: Path) -> None:
     """cpu-external-ort: the optimizer CLI compiles, ORT evaluates, kiln-bench measures."""
-    from kiln_lab.core.stages import _legacy as stages
-    from kiln_lab.core.builders import benchmark_external
+    from kiln_lab.core.stages import benchmark, evaluate, verify
 
     events: list = []
     config = RunConfig(
@@ -220,29 +219,32 @@ def test_external_profile_end_to_end(tiny_assets: Path, kiln_home: Path) -> None
         bench_iterations=3,
         bench_warmup=1,
     )
-    state, runner = _state_through_compile(config, events)
-    command = state.result["toolchain"]["compile"]["command"]
+    ctx, resolved, loaded, compiled = _through_compile(config, events)
+    command = compiled.toolchain["compile"]["command"]
     assert command[:3] == [sys.executable, "-m", "onnxruntime.transformers.optimizer"]
-    compiled = [e for e in events if isinstance(e, ArtifactWritten) and e.artifact == "compiled"]
-    assert compiled and Path(compiled[0].path).exists()
-    assert state.compiled.settings()["runtime"] == "onnxruntime"
-    stages.verify(state, runner)
-    assert state.result["parity"]["status"] == "pass", state.result["parity"]
-    stages.evaluate(state, runner)
-    assert 0.0 <= state.result["metrics"]["entity_f1"] <= 1.0
-    with runner.stage("benchmark"):
-        cells = benchmark_external(state, runner)
+    artifacts = [e for e in events if isinstance(e, ArtifactWritten) and e.artifact == "compiled"]
+    assert artifacts and Path(artifacts[0].path).exists()
+    assert compiled.model.settings()["runtime"] == "onnxruntime"
+    parity = verify.run(ctx, resolved, loaded, compiled)
+    assert parity is not None and parity.status == "pass", parity
+    evaluation = evaluate.run(ctx, resolved, loaded, compiled)
+    assert evaluation is not None and 0.0 <= evaluation.accuracy["entity_f1"] <= 1.0
+    benchmarked = benchmark.run(ctx, resolved, loaded, compiled)
+    assert benchmarked is not None and benchmarked.tool
+    cells = benchmarked.cells
     assert [(c["batch_size"], c["seq_len"]) for c in cells] == [(2, 16), (2, 32)]
     for cell in cells:
         assert cell["samples_per_s"] > 0 and cell["latency"]["p99_ms"] >= cell["latency"]["p50_ms"]
         assert "kiln_lab.core.kiln_bench_cli" in cell["command"]
-    live = [e for e in events if isinstance(e, MetricSampled) and e.stage_name == "benchmark"]
-    assert len(live) == 2
+    # The plan the tool ran is kept with the cells (it used to be overwritten).
+    assert benchmarked.to_dict()["plan"]["source"] == "external tool"
+    live = [e for e in events if isinstance(e, BenchmarkCellMeasured)]
+    assert len(live) == 2 and {e.source for e in live} == {"tool"}
     assert any(isinstance(e, StageFinished) and e.stage_name == "benchmark" for e in events)
     # The compile step's cache: a second run reuses the optimised graph.
     events2: list = []
-    state2, _ = _state_through_compile(config, events2)
-    assert state2.result["toolchain"]["compile"]["cached"] is True
+    *_, compiled2 = _through_compile(config, events2)
+    assert compiled2.toolchain["compile"]["cached"] is True
 
 
 CALIBRATING = """

@@ -9,12 +9,19 @@ installed; the profile's detection says so otherwise.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-from kiln_lab.core.errors import RuntimeFailure
-from kiln_lab.core.runtimes import Batch, CompiledModel, cpu_affinity
+from kiln_lab.core.errors import ConfigError, RuntimeFailure
+from kiln_lab.core.runtimes.base import (
+    Batch,
+    BuildRequest,
+    Built,
+    CompiledModel,
+    Runtime,
+    cpu_affinity,
+)
 
 
 class PaddleInferenceModel(CompiledModel):
@@ -65,3 +72,22 @@ class PaddleInferenceModel(CompiledModel):
             "mkldnn": self._config.mkldnn_enabled(),
             "cpu_affinity": cpu_affinity(),
         }
+
+
+class PaddleRuntime(Runtime):
+    """Opens what the ``paddle-inference`` profile's converter wrote; builds nothing."""
+
+    name: ClassVar[str] = "paddle"
+    precisions: ClassVar[frozenset[str]] = frozenset({"fp32"})
+
+    def build(self, request: BuildRequest) -> Built:
+        raise ConfigError(
+            "the paddle runtime opens converted models; a profile builds them with "
+            "runtime: external and toolchain.evaluate_with: paddle",
+            path=request.profile.profile_path,
+        )
+
+    def open(
+        self, path: Path, *, threads: int | None = None, input_names: tuple[str, ...] = ()
+    ) -> CompiledModel:
+        return PaddleInferenceModel(path, threads=threads)

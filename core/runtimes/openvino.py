@@ -12,12 +12,19 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from kiln_lab.core.errors import ConfigError, RuntimeFailure
-from kiln_lab.core.runtimes import Batch, CompiledModel, cpu_affinity
+from kiln_lab.core.runtimes.base import (
+    Batch,
+    BuildRequest,
+    Built,
+    CompiledModel,
+    Runtime,
+    cpu_affinity,
+)
 
 log = logging.getLogger(__name__)
 
@@ -105,3 +112,28 @@ class OpenVINOModel(CompiledModel):
             "optimal_requests": read("OPTIMAL_NUMBER_OF_INFER_REQUESTS"),
             "cpu_affinity": cpu_affinity(),
         }
+
+
+class OpenVINORuntime(Runtime):
+    name: ClassVar[str] = "openvino"
+    precisions: ClassVar[frozenset[str]] = frozenset(HINTS)
+
+    def build(self, request: BuildRequest) -> Built:
+        graphs, profile = request.graphs, request.profile
+        path = graphs.converted or graphs.onnx
+        if path is None:
+            raise ConfigError("OpenVINO needs the export stage's ONNX graph")
+        model = OpenVINOModel(
+            path,
+            precision=request.precision,
+            threads=profile.defaults.intra_op_threads,
+            instances=profile.defaults.instances,
+            performance_hint=profile.openvino.performance_hint,
+            static_shape=request.static_shape,
+        )
+        return Built(request.fixed(model))
+
+    def open(
+        self, path: Path, *, threads: int | None = None, input_names: tuple[str, ...] = ()
+    ) -> CompiledModel:
+        return OpenVINOModel(path, threads=threads)

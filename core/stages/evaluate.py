@@ -1,0 +1,96 @@
+"""The evaluate stage: the whole split through the built model, scored live.
+
+Every finished batch's predictions are checkpointed, so a run killed here resumes
+with the batches already evaluated. The loop itself is :mod:`kiln_lab.core.evaluate`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from kiln_lab.core.stages.compile import Compiled
+from kiln_lab.core.stages.context import StageContext
+from kiln_lab.core.stages.load import Loaded
+from kiln_lab.core.stages.resolve import Resolved
+
+if TYPE_CHECKING:
+    from kiln_lab.core.evaluate import EvaluationResult
+
+log = logging.getLogger(__name__)
+
+
+def run(
+    ctx: StageContext, resolved: Resolved, loaded: Loaded, compiled: Compiled
+) -> EvaluationResult | None:
+    """Accuracy, throughput and latency of the evaluation; None where skipped."""
+    from kiln_lab.core.encode import stream_batches
+    from kiln_lab.core.evaluate import evaluate
+
+    if not ctx.config.evaluate:
+        ctx.skip("evaluate", "benchmark-only run: no accuracy figures")
+        return None
+    if not compiled.model.runs_locally:
+        ctx.skip(
+            "evaluate",
+            f"{resolved.profile.name}'s artifact runs only on its device tool; "
+            "its benchmark figures come from the tool",
+        )
+        return None
+    plan = loaded.plan
+    with ctx.stage("evaluate") as summary:
+        completed = {
+            int(key.rsplit("/", 1)[1]): value
+            for key, value in ctx.checkpoints.load("evaluate/").items()
+        }
+        remaining = [n for n in range(len(plan)) if n not in completed]
+        if completed:
+            log.info(
+                "resuming: %d of %d batches were evaluated before the interruption; "
+                "their predictions are kept",
+                len(completed),
+                len(plan),
+            )
+            summary["resumed_batches"] = len(completed)
+        result = evaluate(
+            compiled.model,
+            stream_batches(loaded.encoder, loaded.examples, [plan[n] for n in remaining]),
+            loaded.examples,
+            task=resolved.card.task,
+            labels=resolved.card.labels,
+            emit=ctx.emit,
+            cancelled=ctx.cancelled,
+            score=not loaded.model.perf_only,
+            numbers=remaining,
+            completed=completed,
+            checkpoint=lambda items: ctx.checkpoints.save(
+                {f"evaluate/{n:06d}": v for n, v in items.items()}
+            ),
+        )
+        if result.truncated:
+            log.warning(
+                "%d of %d examples were longer than %d tokens and were truncated; their tails "
+                "count as predicted O / are not seen by the model",
+                result.truncated,
+                len(loaded.examples),
+                resolved.seq_len,
+            )
+        summary |= {
+            "metrics": result.accuracy,
+            "throughput": result.throughput,
+            "latency": result.latency,
+            "truncated": result.truncated,
+        }
+        if result.accuracy:
+            shown = {k: round(v, 4) for k, v in result.accuracy.items() if isinstance(v, float)}
+            log.info("accuracy: %s", shown)
+        log.info(
+            "throughput %.1f samples/s (%.0f tokens/s, padding waste %.1f%%), batch latency "
+            "p50 %.1f ms, p99 %.1f ms",
+            result.throughput["samples_per_s"],
+            result.throughput["tokens_per_s"],
+            100 * result.throughput["padding_waste"],
+            result.latency["p50_ms"],
+            result.latency["p99_ms"],
+        )
+    return result

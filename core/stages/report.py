@@ -1,0 +1,138 @@
+"""The report stage: the run's result, assembled from every stage's output.
+
+The result is what ``kiln run --json`` prints, what the run store keeps and what the
+app, ``kiln show`` and ``kiln report`` read; ``report.json`` in the run's artifacts
+directory holds the same.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from kiln_lab.core.events import ArtifactWritten
+from kiln_lab.core.stages.benchmark import Benchmarked
+from kiln_lab.core.stages.compile import Compiled
+from kiln_lab.core.stages.context import StageContext
+from kiln_lab.core.stages.load import Loaded
+from kiln_lab.core.stages.quantize import Quantized
+from kiln_lab.core.stages.resolve import Resolved
+
+if TYPE_CHECKING:
+    from kiln_lab.core.evaluate import EvaluationResult
+    from kiln_lab.core.parity import ParityReport
+
+
+def run(
+    ctx: StageContext,
+    resolved: Resolved,
+    loaded: Loaded,
+    quantized: Quantized,
+    compiled: Compiled,
+    parity: ParityReport | None,
+    evaluation: EvaluationResult | None,
+    benchmarked: Benchmarked | None,
+) -> dict[str, Any]:
+    from kiln_lab.core.environment import environment
+    from kiln_lab.core.export import file_sha256, write_atomically
+    from kiln_lab.core.paths import artifacts_dir
+
+    card, cfg = resolved.card, ctx.config
+    with ctx.stage("report") as summary:
+        result = _stage_outputs(
+            resolved, loaded, quantized, compiled, parity, evaluation, cfg.precision
+        )
+        if benchmarked is not None:
+            result["benchmark"] = benchmarked.to_dict()
+        metrics = result.get("metrics") or {}
+        references = []
+        for figure in card.reference:
+            measured = metrics.get(figure.metric)
+            references.append(
+                {
+                    **figure.model_dump(),
+                    "measured": measured,
+                    "delta": (measured - figure.value) if measured is not None else None,
+                }
+            )
+        result |= {
+            "run_id": ctx.run_id,
+            "model": card.name,
+            "family": card.family,
+            "task": card.task,
+            "dataset": resolved.dataset.name,
+            "split": resolved.split.name,
+            "data_hash": resolved.split.content_hash,
+            "profile": resolved.profile.name,
+            "runtime": compiled.model.description,
+            "runtime_settings": compiled.model.settings(),
+            "precision": cfg.precision,
+            "perf_only": loaded.model.perf_only,
+            "batch_size": resolved.batch_size,
+            "seq_len": resolved.seq_len,
+            "padding": cfg.padding,
+            "examples": len(loaded.examples),
+            "reference": references,
+            "stages": dict(ctx.stage_times),
+            "environment": environment(),
+        }
+        out = artifacts_dir(ctx.run_id) / "report.json"
+        write_atomically(out, json.dumps(result, indent=2, ensure_ascii=False, default=str))
+        summary["path"] = str(out)
+        ctx.emit(
+            ArtifactWritten("report", "report", str(out), file_sha256(out), out.stat().st_size)
+        )
+    result["stages"] = dict(ctx.stage_times)
+    return result
+
+
+def _stage_outputs(
+    resolved: Resolved,
+    loaded: Loaded,
+    quantized: Quantized,
+    compiled: Compiled,
+    parity: ParityReport | None,
+    evaluation: EvaluationResult | None,
+    precision: str,
+) -> dict[str, Any]:
+    """The figures each stage measured, in pipeline order."""
+    result: dict[str, Any] = {}
+    if quantized.guard is not None:
+        result["guard"] = quantized.guard
+    if quantized.summary is not None:
+        result["quantization"] = quantized.summary
+    if compiled.toolchain is not None:
+        result["toolchain"] = compiled.toolchain
+    result["runtime_settings"] = compiled.settings
+    if parity is not None:
+        result["parity"] = parity.to_dict()
+    if evaluation is not None:
+        throughput = dict(evaluation.throughput)
+        if throughput.get("samples_per_s"):
+            throughput |= _achieved(resolved, loaded, throughput, precision)
+        result |= {
+            "metrics": evaluation.accuracy,
+            "throughput": throughput,
+            "latency": evaluation.latency,
+            "resources": evaluation.resources,
+            "truncated": evaluation.truncated,
+        }
+    return result
+
+
+def _achieved(
+    resolved: Resolved, loaded: Loaded, throughput: dict[str, Any], precision: str
+) -> dict[str, Any]:
+    """The evaluation's compute rate against the machine's measured peak (the peak is
+    measured once per machine, then cached, outside the evaluate stage's timing)."""
+    from kiln_lab.core.roofline import achieved, peak_gflops
+
+    padded = throughput["tokens_per_s"] / max(1e-9, 1 - throughput["padding_waste"])
+    return achieved(
+        loaded.model.model.config,
+        len(resolved.card.labels),
+        throughput["samples_per_s"],
+        padded / throughput["samples_per_s"],
+        precision,
+        peak_gflops(resolved.profile.defaults.intra_op_threads),
+    )
