@@ -27,11 +27,19 @@ from kiln_lab.core.runtimes.base import (
     CompiledModel,
     Runtime,
 )
+from kiln_lab.core.runtimes.onnxruntime import OnnxRuntimeRuntime
+from kiln_lab.core.runtimes.openvino import OpenVINORuntime
+from kiln_lab.core.runtimes.paddle import PaddleRuntime
 
 if TYPE_CHECKING:
     from kiln_lab.core.toolchain import ToolContext
 
 log = logging.getLogger(__name__)
+
+EVALUATORS: dict[str, Runtime] = {
+    runtime.name: runtime for runtime in (OnnxRuntimeRuntime(), OpenVINORuntime(), PaddleRuntime())
+}
+"""The runtimes a profile's ``toolchain.evaluate_with`` may name to open the artifact."""
 
 
 class ToolOnlyModel(CompiledModel):
@@ -94,7 +102,6 @@ class ExternalRuntime(Runtime):
         return profile.toolchain.model_inputs()
 
     def build(self, request: BuildRequest) -> Built:
-        from kiln_lab.core.runtimes import get_runtime
         from kiln_lab.core.toolchain import compile_with_tool
 
         profile = request.profile
@@ -131,7 +138,7 @@ class ExternalRuntime(Runtime):
         if evaluate_with == "none":
             model: CompiledModel = ToolOnlyModel(result.artifact, profile.name, settings)
             return Built(model, result.artifact, toolchain)
-        model = get_runtime(evaluate_with).open(
+        model = EVALUATORS[evaluate_with].open(
             result.artifact,
             threads=profile.defaults.intra_op_threads,
             input_names=request.input_names,
