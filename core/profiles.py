@@ -19,8 +19,8 @@ from kiln_lab.core.commandline import COMPILE_OUTPUTS, MODEL_INPUTS, check_place
 from kiln_lab.core.configfile import FrozenConfig, find_config, load_config
 from kiln_lab.core.errors import ConfigError, KilnError, ToolchainMissing
 from kiln_lab.core.paths import profiles_dir
+from kiln_lab.core.runconfig import CalibrationMethod, Precision, QuantizationKind
 
-Precision = Literal["fp32", "fp16", "bf16", "int8"]
 RuntimeName = Literal["torch", "torchscript", "onnxruntime", "openvino", "external"]
 Device = Literal["cpu", "cuda", "ascend-npu", "cambricon-mlu", "vastai-vacc"]
 FigureName = Literal[
@@ -136,9 +136,9 @@ class GraphOptions(FrozenConfig):
 class Int8Options(FrozenConfig):
     """How this target builds int8 when asked for it."""
 
-    method: Literal["static", "dynamic"] = "static"
+    method: QuantizationKind = "static"
     """static: QDQ with calibrated activation ranges; dynamic: ranges per batch at run time."""
-    calibration_method: Literal["minmax", "entropy", "percentile"] = "minmax"
+    calibration_method: CalibrationMethod = "minmax"
     calibration_samples: int = Field(default=200, ge=1)
     """Samples drawn from the dataset's train split to calibrate activation ranges."""
     per_channel: bool = False

@@ -3,12 +3,28 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 
 from kiln_lab.core.errors import ConfigError
 
 PADDINGS = ("bucket", "fixed")
 SPLITS = ("train", "dev", "test")
+
+# The option choices, written once: profiles, the CLI and the app import them from here.
+Precision = Literal["fp32", "fp16", "bf16", "int8"]
+PRECISIONS: tuple[str, ...] = get_args(Precision)
+QuantizationKind = Literal["static", "dynamic"]
+"""int8 variants: static (calibrated activation ranges) or dynamic (ranges per batch)."""
+QUANTIZATIONS: tuple[str, ...] = get_args(QuantizationKind)
+CalibrationMethod = Literal["minmax", "entropy", "percentile"]
+"""How static int8 picks activation ranges from the calibration set."""
+CALIBRATION_METHODS: tuple[str, ...] = get_args(CalibrationMethod)
+BudgetMode = Literal["absolute", "relative"]
+BUDGET_MODES: tuple[str, ...] = get_args(BudgetMode)
+
+
+def _one_of(choices: tuple[str, ...]) -> str:
+    return ", ".join(choices[:-1]) + " or " + choices[-1]
 
 
 @dataclass(frozen=True)
@@ -83,18 +99,19 @@ class RunConfig:
             raise ConfigError("nothing to do: evaluation is off and no benchmark grid was given")
         if self.bench_duration_s is not None:
             object.__setattr__(self, "bench_iterations", None)
-        if self.quantization not in (None, "static", "dynamic"):
+        if self.quantization not in (None, *QUANTIZATIONS):
             raise ConfigError(
-                f"unknown quantization {self.quantization!r}", hint="use static or dynamic"
+                f"unknown quantization {self.quantization!r}",
+                hint=f"use {_one_of(QUANTIZATIONS)}",
             )
-        if self.calibration_method not in (None, "minmax", "entropy", "percentile"):
+        if self.calibration_method not in (None, *CALIBRATION_METHODS):
             raise ConfigError(
                 f"unknown calibration method {self.calibration_method!r}",
-                hint="use minmax, entropy or percentile",
+                hint=f"use {_one_of(CALIBRATION_METHODS)}",
             )
-        if self.budget_mode not in ("absolute", "relative"):
+        if self.budget_mode not in BUDGET_MODES:
             raise ConfigError(
-                f"unknown budget mode {self.budget_mode!r}", hint="use absolute or relative"
+                f"unknown budget mode {self.budget_mode!r}", hint=f"use {_one_of(BUDGET_MODES)}"
             )
         if self.accuracy_budget < 0:
             raise ConfigError("the accuracy budget cannot be negative")
