@@ -67,8 +67,10 @@ def _by_name(part: type[_Part]) -> Callable[[Any], dict[str, Any] | None]:
 class _Part:
     """Shared reading and writing: known keys become fields, the rest stays in ``extra``.
 
-    A field that is ``None`` is left out of ``to_dict`` (its stage did not write it),
-    except the names in ``_ALWAYS``, which the producers write even when empty.
+    A part read by ``from_dict`` writes back the keys it was given, in their order. A
+    part built in code writes its fields in declaration order (the producers' order),
+    leaving out those that are ``None`` (their stage did not write them) except the
+    names in ``_ALWAYS``, which the producers write even when empty.
     """
 
     _ALWAYS: ClassVar[frozenset[str]] = frozenset()
@@ -77,10 +79,12 @@ class _Part:
     extra: Mapping[str, Any] = field(default_factory=dict, kw_only=True)
     """Keys this Kiln does not know (from a newer or older one), and known keys whose
     value is not the shape it should be, kept as they were so a round trip loses nothing."""
+    read_keys: tuple[str, ...] | None = field(default=None, kw_only=True, compare=False, repr=False)
+    """The keys ``from_dict`` was given, in order; None for a part built in code."""
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Self:
-        names = {f.name for f in fields(cls)} - {"extra"}
+        names = _field_names(cls)
         known: dict[str, Any] = {}
         extra: dict[str, Any] = {}
         for key, value in data.items():
@@ -89,7 +93,7 @@ class _Part:
                 extra[key] = value  # unknown, or not the shape it should be: kept as is
             else:
                 known[key] = parsed
-        return cls(**known, extra=extra)
+        return cls(**known, extra=extra, read_keys=tuple(data))
 
     @classmethod
     def parse(cls, data: Any) -> Self | None:
@@ -101,14 +105,27 @@ class _Part:
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
+        for key in self.read_keys or ():
+            value = self.extra[key] if key in self.extra else getattr(self, key, None)
+            out[key] = _out(value)
+        built = self.read_keys is None
         for f in fields(self):
-            if f.name == "extra":
+            if f.name in out or f.name in ("extra", "read_keys"):
                 continue
             value = getattr(self, f.name)
-            if value is not None or self._keep(f.name):
+            if built:
+                wanted = value is not None or self._keep(f.name)
+            else:  # a read part writes a field it was not given only if it was set since
+                wanted = value is not None and value != f.default
+            if wanted:
                 out[f.name] = _out(value)
-        out.update((key, _out(value)) for key, value in self.extra.items())
+        out.update((key, _out(value)) for key, value in self.extra.items() if key not in out)
         return out
+
+
+def _field_names(cls: type[_Part]) -> tuple[str, ...]:
+    """A part's figures: its dataclass fields but the bookkeeping ones."""
+    return tuple(f.name for f in fields(cls) if f.name not in ("extra", "read_keys"))
 
 
 @dataclass(frozen=True)
@@ -142,8 +159,7 @@ class AccuracyMetrics(_Part):
 
     def value(self, name: str) -> float | None:
         """A figure by the name model cards use (``entity_f1``, ``macro_f1``, ...)."""
-        known = {f.name for f in fields(self)}
-        value = getattr(self, name) if name in known else self.extra.get(name)
+        value = getattr(self, name) if name in _field_names(type(self)) else self.extra.get(name)
         if isinstance(value, bool) or not isinstance(value, int | float):
             return None
         return value

@@ -17,6 +17,8 @@ from typing import Any
 from rich.console import Console
 
 from kiln_lab.core.errors import Cancelled, KilnError
+from kiln_lab.core.result import RunResult
+from kiln_lab.core.runconfig import BUDGET_MODES, CALIBRATION_METHODS, PRECISIONS, QUANTIZATIONS
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -39,7 +41,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--precision",
         default="fp32",
-        choices=("fp32", "fp16", "bf16", "int8"),
+        choices=PRECISIONS,
         help="precision to build (default fp32; the profile must offer it)",
     )
     data = p.add_mutually_exclusive_group()
@@ -82,12 +84,12 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     q = p.add_argument_group("int8")
     q.add_argument(
         "--quantization",
-        choices=("static", "dynamic"),
+        choices=QUANTIZATIONS,
         help="int8 variant (default: the profile's)",
     )
     q.add_argument(
         "--calibration-method",
-        choices=("minmax", "entropy", "percentile"),
+        choices=CALIBRATION_METHODS,
         help="static int8 calibration (default: the profile's)",
     )
     q.add_argument(
@@ -109,7 +111,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     )
     q.add_argument(
         "--budget-mode",
-        choices=("absolute", "relative"),
+        choices=BUDGET_MODES,
         default="absolute",
         help="budget in points of the metric, or percent of the fp32 figure",
     )
@@ -281,7 +283,7 @@ def follow(store: Any, run_id: str, *, as_json: bool = False, cancel_on_ctrl_c: 
     elif record.result:
         from kiln_lab.tui.render import result_table
 
-        out.print(result_table(record.result))
+        out.print(result_table(RunResult.from_dict(record.result)))
     if record.status == "succeeded":
         return 0
     if record.error:
@@ -292,31 +294,37 @@ def follow(store: Any, run_id: str, *, as_json: bool = False, cancel_on_ctrl_c: 
 
 
 def _json_result(record: Any) -> dict[str, Any]:
-    result = dict(record.result or {})
-    latency = result.get("latency") or {}
-    throughput = result.get("throughput") or {}
+    result = RunResult.from_dict(record.result)
+    latency = result.latency.to_dict() if result.latency else {}
+    throughput = result.throughput.to_dict() if result.throughput else {}
+
+    def section(part: Any) -> Any:
+        return part.to_dict() if part is not None else None
+
     return {
         "run_id": record.id,
         "status": record.status,
         "model": record.model,
-        "dataset": result.get("dataset", record.dataset),
-        "split": result.get("split"),
+        "dataset": result.dataset if result.dataset is not None else record.dataset,
+        "split": result.split,
         "profile": record.profile,
-        "runtime": result.get("runtime"),
+        "runtime": result.runtime,
         "precision": record.precision,
-        "perf_only": result.get("perf_only"),
-        "metrics": result.get("metrics"),
+        "perf_only": result.perf_only,
+        "metrics": section(result.metrics),
         "throughput_samples_per_s": throughput.get("samples_per_s"),
         "latency_p50_ms": latency.get("p50_ms"),
         "latency_p99_ms": latency.get("p99_ms"),
         "throughput": throughput,
         "latency": latency,
-        "stages": result.get("stages"),
-        "parity": result.get("parity"),
-        "quantization": result.get("quantization"),
-        "guard": result.get("guard"),
-        "benchmark": result.get("benchmark"),
-        "reference": result.get("reference"),
+        "stages": dict(result.stages) if result.stages is not None else None,
+        "parity": section(result.parity),
+        "quantization": section(result.quantization),
+        "guard": section(result.guard),
+        "benchmark": section(result.benchmark),
+        "reference": [r.to_dict() for r in result.reference]
+        if result.reference is not None
+        else None,
         "error": record.error,
     }
 
@@ -378,7 +386,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
     out.print(runs_table([record]))
     if record.result:
-        out.print(result_table(record.result))
+        out.print(result_table(RunResult.from_dict(record.result)))
     if record.error:
         err.print(f"[red]{record.error.get('title')}:[/] {record.error.get('message')}")
     return 0

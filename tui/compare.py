@@ -8,6 +8,7 @@ from typing import Any
 
 from rich.text import Text
 
+from kiln_lab.core.result import RunResult
 from kiln_lab.tui import format as fmt
 
 ACCURACY = (
@@ -25,15 +26,12 @@ SPEED = (
     ("latency", "p90_ms", "latency p90 ms", False),
     ("latency", "p99_ms", "latency p99 ms", False),
 )
+"""(result section, figure, label, whether higher is better)."""
 
 
-def _get(record: Any, *path: str) -> Any:
-    value: Any = record.result or {}
-    for key in path:
-        if not isinstance(value, dict):
-            return None
-        value = value.get(key)
-    return value
+def _figure(result: RunResult, section: str, key: str) -> Any:
+    part = getattr(result, section)
+    return getattr(part, key) if part is not None else None
 
 
 def _plain(value: Any) -> Text:
@@ -43,26 +41,25 @@ def _plain(value: Any) -> Text:
 def compare_rows(records: Sequence[Any]) -> list[tuple[str, list[Text]]]:
     """Rows of (label, one cell per run); cells after the first carry their delta."""
     rows: list[tuple[str, list[Text]]] = []
+    results = [RunResult.from_dict(r.result) for r in records]
 
-    def row(label: str, cell: Callable[[Any], Text]) -> None:
-        rows.append((label, [cell(r) for r in records]))
+    def row(label: str, cell: Callable[[Any, RunResult], Text]) -> None:
+        rows.append((label, [cell(r, result) for r, result in zip(records, results, strict=True)]))
 
-    row("status", lambda r: Text(r.status, style=fmt.STATUS_STYLE.get(r.status, "")))
-    row("model", lambda r: _plain(r.model))
-    row("profile", lambda r: _plain(r.profile))
-    row("precision", lambda r: Text(r.precision, style="bold"))
-    row("runtime", lambda r: _plain(_get(r, "runtime")))
+    row("status", lambda r, _: Text(r.status, style=fmt.STATUS_STYLE.get(r.status, "")))
+    row("model", lambda r, _: _plain(r.model))
+    row("profile", lambda r, _: _plain(r.profile))
+    row("precision", lambda r, _: Text(r.precision, style="bold"))
+    row("runtime", lambda _, result: _plain(result.runtime))
     row(
         "data",
-        lambda r: _plain(
-            f"{_get(r, 'dataset')}/{_get(r, 'split')} ({_get(r, 'examples')})"
-            if _get(r, "dataset")
-            else r.dataset
+        lambda r, result: _plain(
+            f"{result.dataset}/{result.split} ({result.examples})" if result.dataset else r.dataset
         ),
     )
-    row("batch · seq len", lambda r: _plain(f"{_get(r, 'batch_size')} · {_get(r, 'seq_len')}"))
+    row("batch · seq len", lambda _, result: _plain(f"{result.batch_size} · {result.seq_len}"))
     for key, label in ACCURACY:
-        values = [_get(r, "metrics", key) for r in records]
+        values = [result.metrics.value(key) if result.metrics else None for result in results]
         if all(v is None for v in values):
             continue
         first = values[0]
@@ -75,7 +72,7 @@ def compare_rows(records: Sequence[Any]) -> list[tuple[str, list[Text]]]:
             cells.append(cell)
         rows.append((label, cells))
     for group, key, label, higher_better in SPEED:
-        values = [_get(r, group, key) for r in records]
+        values = [_figure(result, group, key) for result in results]
         if all(v is None for v in values):
             continue
         first = values[0]
@@ -88,21 +85,21 @@ def compare_rows(records: Sequence[Any]) -> list[tuple[str, list[Text]]]:
                 cell.append_text(fmt.ratio(speedup))
             cells.append(cell)
         rows.append((label, cells))
-    waste = [_get(r, "throughput", "padding_waste") for r in records]
+    waste = [_figure(result, "throughput", "padding_waste") for result in results]
     if any(w is not None for w in waste):
         rows.append(("padding waste", [Text(fmt.percent(w)) for w in waste]))
-    parity = [_get(r, "parity") for r in records]
+    parity = [result.parity for result in results]
     if any(parity):
         rows.append(
             (
                 "parity vs fp32",
                 [
                     Text(
-                        f"{p['status'].upper()} max|Δ| {p.get('max_abs_diff', 0):.1e}"
+                        f"{str(p.status).upper()} max|Δ| {p.max_abs_diff or 0:.1e}"
                         if p
                         else fmt.DASH,
                         style={"pass": "green", "warn": "yellow", "fail": "red"}.get(
-                            (p or {}).get("status", ""), "dim"
+                            p.status if p else "", "dim"
                         ),
                     )
                     for p in parity
@@ -110,19 +107,19 @@ def compare_rows(records: Sequence[Any]) -> list[tuple[str, list[Text]]]:
             )
         )
     seen: list[tuple[str, str]] = []
-    for record in records:
-        for ref in _get(record, "reference") or []:
-            key = (str(ref.get("metric")), str(ref.get("precision")))
+    for result in results:
+        for ref in result.references:
+            key = (str(ref.metric), str(ref.precision))
             if key not in seen:
                 seen.append(key)
     for metric, precision in seen:
         cells = []
-        for record in records:
+        for result in results:
             value = next(
                 (
-                    ref.get("value")
-                    for ref in _get(record, "reference") or []
-                    if (ref.get("metric"), ref.get("precision")) == (metric, precision)
+                    ref.value
+                    for ref in result.references
+                    if (str(ref.metric), str(ref.precision)) == (metric, precision)
                 ),
                 None,
             )

@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from kiln_lab.core.events import (
+    BenchmarkCellMeasured,
     LogLine,
     MetricSampled,
     ProgressAdvanced,
@@ -56,6 +57,9 @@ def follow_run(store: Any, run_id: str, console: Console, *, quiet: bool = False
                     figure = f"{event.values.get('samples_per_s', 0):.1f} samples/s"
                 if figure:
                     progress.update(tasks[event.stage_name], figure=figure)
+            elif isinstance(event, BenchmarkCellMeasured) and event.stage_name in tasks:
+                figure = f"{event.samples_per_s:.1f} samples/s"
+                progress.update(tasks[event.stage_name], figure=figure)
             elif isinstance(event, StageFinished):
                 if event.stage_name in tasks:
                     progress.remove_task(tasks.pop(event.stage_name))

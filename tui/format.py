@@ -11,6 +11,8 @@ from collections.abc import Sequence
 
 from rich.text import Text
 
+from kiln_lab.core.result import RunResult
+
 SPARK = "▁▂▃▄▅▆▇█"
 DASH = "—"
 
@@ -23,6 +25,15 @@ STATUS_STYLE = {
     "starting": "cyan",
     "queued": "dim",
 }
+
+
+def headline(result: RunResult) -> str:
+    """A run's task metric in a few characters, for one cell of a run list."""
+    found = result.metrics.headline() if result.metrics is not None else None
+    if found is not None:
+        name, value = found
+        return f"{'F1' if name == 'entity_f1' else 'acc'} {value:.4f}"
+    return "perf-only" if result.perf_only else ""
 
 
 def metric(value: float | None, digits: int = 4) -> str:

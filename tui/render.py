@@ -8,7 +8,8 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
-from kiln_lab.tui.format import STATUS_STYLE
+from kiln_lab.core.result import Latency, RunResult, Throughput
+from kiln_lab.tui.format import STATUS_STYLE, headline
 
 
 def fmt(value: Any, digits: int = 4) -> str:
@@ -28,15 +29,6 @@ def runs_table(records: list[Any]) -> Table:
     for col in ("run", "started", "status", "model", "profile", "precision", "dataset", "metric"):
         table.add_column(col, no_wrap=col in ("run", "started"))
     for rec in records:
-        metric = ""
-        result = rec.result or {}
-        metrics = result.get("metrics") or {}
-        if "entity_f1" in metrics:
-            metric = f"F1 {metrics['entity_f1']:.4f}"
-        elif "accuracy" in metrics:
-            metric = f"acc {metrics['accuracy']:.4f}"
-        elif result.get("perf_only"):
-            metric = "perf-only"
         table.add_row(
             rec.id,
             when(rec.created),
@@ -45,25 +37,21 @@ def runs_table(records: list[Any]) -> Table:
             rec.profile,
             rec.precision,
             rec.dataset,
-            metric,
+            headline(RunResult.from_dict(rec.result)),
         )
     return table
 
 
-def result_table(result: dict[str, Any]) -> Table:
+def result_table(result: RunResult) -> Table:
     """The end-of-run summary: accuracy, speed, parity and the published references."""
-    table = Table(title=f"Run {result.get('run_id', '')}", show_header=False, expand=False)
+    table = Table(title=f"Run {result.run_id or ''}", show_header=False, expand=False)
     table.add_column("what", style="bold")
     table.add_column("value")
-    table.add_row("model", f"{result.get('model')} ({result.get('family')}, {result.get('task')})")
-    table.add_row(
-        "data", f"{result.get('dataset')}/{result.get('split')} ({result.get('examples')} examples)"
-    )
-    table.add_row(
-        "target", f"{result.get('profile')} · {result.get('precision')} · {result.get('runtime')}"
-    )
-    metrics = result.get("metrics")
-    if metrics:
+    table.add_row("model", f"{result.model} ({result.family}, {result.task})")
+    table.add_row("data", f"{result.dataset}/{result.split} ({result.examples} examples)")
+    table.add_row("target", f"{result.profile} · {result.precision} · {result.runtime}")
+    metrics = result.metrics
+    if metrics is not None and metrics.to_dict():
         for key in (
             "entity_f1",
             "entity_precision",
@@ -72,69 +60,65 @@ def result_table(result: dict[str, Any]) -> Table:
             "accuracy",
             "macro_f1",
         ):
-            if key in metrics:
-                table.add_row(key.replace("_", " "), fmt(metrics[key]))
-    elif result.get("perf_only"):
+            value = metrics.value(key)
+            if value is not None:
+                table.add_row(key.replace("_", " "), fmt(value))
+    elif result.perf_only:
         table.add_row("accuracy", Text("unavailable: performance-only (random weights)", "yellow"))
-    thr, lat = result.get("throughput") or {}, result.get("latency") or {}
-    if thr:
+    thr, lat = result.throughput or Throughput(), result.latency or Latency()
+    if thr.to_dict():
         table.add_row(
             "throughput",
-            f"{thr.get('samples_per_s', 0):.1f} samples/s, "
-            f"padding waste {thr.get('padding_waste', 0):.1%}",
+            f"{thr.samples_per_s or 0:.1f} samples/s, padding waste {thr.padding_waste or 0:.1%}",
         )
-    if lat:
+    if lat.to_dict():
         table.add_row(
             "batch latency",
-            f"p50 {lat.get('p50_ms', 0):.1f} ms · p90 "
-            f"{lat.get('p90_ms', 0):.1f} ms · p99 {lat.get('p99_ms', 0):.1f} ms",
+            f"p50 {lat.p50_ms or 0:.1f} ms · p90 {lat.p90_ms or 0:.1f} ms · p99 "
+            f"{lat.p99_ms or 0:.1f} ms",
         )
-    if thr.get("peak_gflops"):
+    if thr.peak_gflops:
         table.add_row(
             "compute",
-            f"{thr['achieved_gflops']:.1f} GFLOP/s = {thr['percent_of_peak']:.1f}% of this "
-            f"machine's measured {result.get('precision')} peak ({thr['peak_gflops']:.0f})",
+            f"{thr.achieved_gflops:.1f} GFLOP/s = {thr.percent_of_peak:.1f}% of this "
+            f"machine's measured {result.precision} peak ({thr.peak_gflops:.0f})",
         )
-    quant = result.get("quantization")
-    if quant:
-        calib = quant.get("calibration") or {}
-        line = f"{quant.get('recipe')}"
-        if calib:
-            line += f", calibrated on {calib.get('samples')} samples ({calib.get('source')}, "
-            line += f"sha256 {str(calib.get('sha256'))[:12]}…)"
+    quant = result.quantization
+    if quant is not None and quant.to_dict():
+        calib = quant.calibration
+        line = f"{quant.recipe}"
+        if calib is not None and calib.to_dict():
+            line += f", calibrated on {calib.samples} samples ({calib.source}, "
+            line += f"sha256 {str(calib.sha256)[:12]}…)"
         table.add_row("quantization", line)
-    guard = result.get("guard")
-    if guard:
-        steps = guard.get("steps") or []
-        verdict = "within budget" if guard.get("within_budget") else "OVER budget"
+    guard = result.guard
+    if guard is not None and guard.last_step is not None:
+        last = guard.last_step
+        verdict = "within budget" if guard.within_budget else "OVER budget"
         line = (
-            f"fp32 {guard['float_metric']:.4f} → int8 {steps[-1]['metric']:.4f} "
-            f"({steps[-1]['drop_points']:+.2f} pts drop, budget {guard['budget_points']:.2f}), "
+            f"fp32 {guard.float_metric:.4f} → int8 {last.metric:.4f} "
+            f"({last.drop_points:+.2f} pts drop, budget {guard.budget_points:.2f}), "
             f"{verdict}"
         )
-        if guard.get("repaired"):
-            line += f"; kept {len(guard['kept_in_float'])} node(s) in float"
-        table.add_row(
-            "accuracy guard", Text(line, "green" if guard.get("within_budget") else "red")
-        )
-    parity = result.get("parity")
-    if parity:
-        style = {"pass": "green", "warn": "yellow", "fail": "red"}.get(parity["status"], "")
+        if guard.repaired:
+            line += f"; kept {len(guard.kept_in_float or ())} node(s) in float"
+        table.add_row("accuracy guard", Text(line, "green" if guard.within_budget else "red"))
+    parity = result.parity
+    if parity is not None and parity.to_dict():
+        style = {"pass": "green", "warn": "yellow", "fail": "red"}.get(str(parity.status), "")
         table.add_row(
             "parity",
             Text(
-                f"{parity['status'].upper()} max |Δ| {parity['max_abs_diff']:.2e}, agreement "
-                f"{parity['agreement']:.4f}, cosine {parity['cosine']:.6f}",
+                f"{str(parity.status).upper()} max |Δ| {parity.max_abs_diff:.2e}, agreement "
+                f"{parity.agreement:.4f}, cosine {parity.cosine:.6f}",
                 style,
             ),
         )
-    for ref in result.get("reference") or []:
-        delta = ref.get("delta")
-        shown = f"{ref['value']:.4f} ({ref['precision']}, {ref['runtime'] or 'published'})"
-        if delta is not None:
-            shown += f" · measured {ref['measured']:.4f} · Δ {delta:+.4f}"
-        table.add_row(f"ref {ref['metric']}", shown)
-    stages = result.get("stages") or {}
-    if stages:
-        table.add_row("stages", ", ".join(f"{k} {v:.2f}s" for k, v in stages.items()))
+    for ref in result.references:
+        shown = f"{ref.value:.4f} ({ref.precision}, {ref.runtime or 'published'})"
+        if ref.delta is not None:
+            shown += f" · measured {ref.measured:.4f} · Δ {ref.delta:+.4f}"
+        table.add_row(f"ref {ref.metric}", shown)
+    if result.stages:
+        table.add_row("stages", ", ".join(f"{k} {v:.2f}s" for k, v in result.stages.items()))
     return table

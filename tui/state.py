@@ -15,9 +15,10 @@ from typing import Any
 
 from rich.cells import cell_len
 
+from kiln_lab.core.baseline import fp32_baseline
 from kiln_lab.core.events import (
-    STAGES,
     ArtifactWritten,
+    BenchmarkCellMeasured,
     Event,
     LogLine,
     MetricSampled,
@@ -29,7 +30,8 @@ from kiln_lab.core.events import (
     StageSkipped,
     StageStarted,
 )
-from kiln_lab.tui.tail import is_benchmark_cell
+from kiln_lab.core.result import BenchmarkCell, RunResult
+from kiln_lab.core.stages import STAGES
 
 LOG_CAP = 5_000
 """Log lines kept in memory per run (the store keeps them all)."""
@@ -107,9 +109,9 @@ class RunView:
         self.throughput: dict[str, Any] | None = None
         self.resources: dict[str, Any] | None = None
         self.history: deque[float] = deque(maxlen=HISTORY_CAP)
-        self.benchmark: dict[tuple[int, int], dict[str, Any]] = {}
+        self.benchmark: dict[tuple[int, int], BenchmarkCell] = {}
         """Benchmark cells so far, by (batch size, sequence length)."""
-        self.result: dict[str, Any] | None = None
+        self.result: RunResult | None = None
         self.error: dict[str, Any] | None = None
         self.artifacts: list[tuple[str, str]] = []
         self.new_log: deque[LogEntry] = deque(maxlen=log_cap)
@@ -131,8 +133,8 @@ class RunView:
 
     @property
     def perf_only(self) -> bool:
-        if self.result and "perf_only" in self.result:
-            return bool(self.result["perf_only"])
+        if self.result is not None and self.result.perf_only is not None:
+            return bool(self.result.perf_only)
         load = self.stages["load"].summary
         if "perf_only" in load:
             return bool(load["perf_only"])
@@ -140,16 +142,19 @@ class RunView:
 
     @property
     def batch_size(self) -> int | None:
-        for source in (self.result or {}, self.stages["resolve"].summary, self.config):
+        if self.result is not None and self.result.batch_size:
+            return int(self.result.batch_size)
+        for source in (self.stages["resolve"].summary, self.config):
             if source.get("batch_size"):
                 return int(source["batch_size"])
         return None
 
     @property
     def examples(self) -> int | None:
-        for source in (self.result or {}, self.stages["load"].summary):
-            if source.get("examples") is not None:
-                return int(source["examples"])
+        if self.result is not None and self.result.examples is not None:
+            return int(self.result.examples)
+        if self.stages["load"].summary.get("examples") is not None:
+            return int(self.stages["load"].summary["examples"])
         return None
 
     def dataset_key(self) -> tuple[str, str] | None:
@@ -157,8 +162,8 @@ class RunView:
         summary = self.stages["resolve"].summary
         if summary.get("dataset"):
             return str(summary["dataset"]), str(summary.get("split", ""))
-        if self.result and self.result.get("dataset"):
-            return str(self.result["dataset"]), str(self.result.get("split", ""))
+        if self.result is not None and self.result.data_key is not None:
+            return self.result.data_key
         if self.config.get("dataset"):
             return str(self.config["dataset"]), str(self.config.get("split", "test"))
         return None
@@ -185,6 +190,8 @@ class RunView:
             self._log(event)
         elif isinstance(event, MetricSampled):
             self.apply_metric(event.group, event.values, event.ts)
+        elif isinstance(event, BenchmarkCellMeasured):
+            self.add_benchmark_cell(event)
         elif isinstance(event, ProgressAdvanced):
             stage = self.stages.get(event.stage_name)
             if stage is not None:
@@ -226,21 +233,19 @@ class RunView:
             point = values.get("window_samples_per_s", values.get("samples_per_s"))
             if isinstance(point, int | float):
                 self.history.append(float(point))
-            self.add_benchmark_cell(values)
         elif group == "resources":
             self.resources = dict(values)
 
-    def add_benchmark_cell(self, values: dict[str, Any]) -> None:
-        if is_benchmark_cell(values) and isinstance(values.get("samples_per_s"), int | float):
-            self.dirty = True
-            self.benchmark[(int(values["batch_size"]), int(values["seq_len"]))] = dict(values)
+    def add_benchmark_cell(self, event: BenchmarkCellMeasured) -> None:
+        self.dirty = True
+        self.benchmark[(event.batch_size, event.seq_len)] = BenchmarkCell.from_event(event)
 
-    def benchmark_grid(self) -> dict[tuple[int, int], dict[str, Any]]:
+    def benchmark_grid(self) -> dict[tuple[int, int], BenchmarkCell]:
         """Every cell: the live ones, and the finished run's (a poll may have merged some)."""
         cells = dict(self.benchmark)
-        for cell in ((self.result or {}).get("benchmark") or {}).get("cells") or ():
-            if is_benchmark_cell(cell):
-                cells.setdefault((int(cell["batch_size"]), int(cell["seq_len"])), cell)
+        for cell in self.result.benchmark_cells if self.result is not None else ():
+            if cell.shape is not None:
+                cells.setdefault(cell.shape, cell)
         return cells
 
     def apply_record(self, status: str, config: dict[str, Any], created: float | None) -> None:
@@ -278,9 +283,9 @@ class RunView:
         self.finished = event.ts
         self.error = event.error
         if event.result:
-            self.result = dict(event.result)
-            if self.result.get("metrics") and self.accuracy is None:
-                self.accuracy = dict(self.result["metrics"])
+            self.result = RunResult.from_dict(event.result)
+            if self.result.metrics is not None and self.accuracy is None:
+                self.accuracy = self.result.metrics.to_dict() or None
         for stage in self.stages.values():
             if stage.status == "running":
                 stage.status = "cancelled" if event.status == "cancelled" else "failed"
@@ -290,16 +295,6 @@ class RunView:
 
 
 # -- references: the fp32 run and the card's published figure -------------------------------
-def _record_dataset(record: Any) -> tuple[str, str] | None:
-    result = record.result or {}
-    if result.get("dataset"):
-        return str(result["dataset"]), str(result.get("split", ""))
-    config = record.config or {}
-    if config.get("dataset"):
-        return str(config["dataset"]), str(config.get("split", "test"))
-    return None
-
-
 def fp32_reference(
     records: Sequence[Any],
     *,
@@ -308,27 +303,9 @@ def fp32_reference(
     examples: int | None = None,
     exclude: str | None = None,
 ) -> Any | None:
-    """The most recent succeeded fp32 run of the same model on the same data, if any.
-
-    ``records`` are run-store rows, newest first (as ``RunStore.runs()`` returns them).
-    Only runs that scored accuracy count, and when both sides know how many examples
-    they evaluated, the counts must match: a 40-example smoke run is no reference for
-    a full test split.
-    """
-    for record in records:
-        if record.id == exclude or record.status != "succeeded" or record.precision != "fp32":
-            continue
-        if record.model != model:
-            continue
-        result = record.result or {}
-        if not result.get("metrics") or result.get("perf_only"):
-            continue
-        if dataset is not None and _record_dataset(record) != dataset:
-            continue
-        if examples is not None and result.get("examples") not in (None, examples):
-            continue
-        return record
-    return None
+    """The accuracy pane's reference: the run's fp32 baseline (:mod:`kiln_lab.core.baseline`,
+    the rule ``kiln report`` uses too) among ``records``, newest first."""
+    return fp32_baseline(records, model=model, dataset=dataset, examples=examples, exclude=exclude)
 
 
 def published_figure(references: Iterable[Any], metric: str) -> tuple[float, str] | None:
@@ -411,10 +388,10 @@ def accuracy_table(
         task = (
             "ner" if "entity_f1" in live else "classification" if "accuracy" in live else "unknown"
         )
-    ref_metrics = (reference.result or {}).get("metrics") or {} if reference else {}
-    card_refs = list(card_references)
-    if not card_refs and view.result:
-        card_refs = list(view.result.get("reference") or [])
+    ref_metrics = RunResult.from_dict(reference.result).metrics if reference else None
+    card_refs: list[Any] = list(card_references)
+    if not card_refs and view.result is not None:
+        card_refs = list(view.result.references)
     spec = NER_ROWS if task == "ner" else CLASSIFICATION_ROWS if task == "classification" else ()
     rows = []
     for metric, label in spec:
@@ -424,7 +401,7 @@ def accuracy_table(
                 metric,
                 label,
                 _num(live.get(metric)),
-                _num(ref_metrics.get(metric)),
+                _num(ref_metrics.value(metric)) if ref_metrics is not None else None,
                 card[0] if card else None,
             )
         )

@@ -15,7 +15,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from kiln_lab.core.events import Event, MetricSampled, ProgressAdvanced, RunFinished
+from kiln_lab.core.events import (
+    BenchmarkCellMeasured,
+    Event,
+    MetricSampled,
+    ProgressAdvanced,
+    RunFinished,
+)
 
 POLL_S = 0.1
 BATCH = 2_000
@@ -31,16 +37,11 @@ class Figures:
     """group -> values of the newest sample of that group."""
     throughput_points: tuple[float, ...] = ()
     progress: dict[str, tuple[int, int | None]] = field(default_factory=dict)
-    benchmark_cells: tuple[dict[str, Any], ...] = ()
+    benchmark_cells: tuple[BenchmarkCellMeasured, ...] = ()
     """Every benchmark cell finished in this poll (each is one point of the grid)."""
 
     def __bool__(self) -> bool:
         return bool(self.latest or self.progress)
-
-
-def is_benchmark_cell(values: dict[str, Any]) -> bool:
-    """A throughput sample that is one benchmark cell (it names its shape)."""
-    return "batch_size" in values and "seq_len" in values
 
 
 def split_batch(events: Sequence[Event]) -> tuple[list[Event], Figures]:
@@ -48,7 +49,7 @@ def split_batch(events: Sequence[Event]) -> tuple[list[Event], Figures]:
     ordered: list[Event] = []
     latest: dict[str, dict[str, Any]] = {}
     points: list[float] = []
-    cells: list[dict[str, Any]] = []
+    cells: list[BenchmarkCellMeasured] = []
     progress: dict[str, tuple[int, int | None]] = {}
     for event in events:
         if isinstance(event, MetricSampled):
@@ -57,8 +58,8 @@ def split_batch(events: Sequence[Event]) -> tuple[list[Event], Figures]:
                 point = event.values.get("window_samples_per_s", event.values.get("samples_per_s"))
                 if isinstance(point, int | float):
                     points.append(float(point))
-                if is_benchmark_cell(event.values):
-                    cells.append(event.values)
+        elif isinstance(event, BenchmarkCellMeasured):
+            cells.append(event)
         elif isinstance(event, ProgressAdvanced):
             progress[event.stage_name] = (event.done, event.total)
         else:

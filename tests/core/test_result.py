@@ -141,6 +141,17 @@ def test_a_performance_only_result_keeps_its_null_metrics() -> None:
     assert "metrics" not in RunResult(run_id="r").to_dict()
 
 
+def test_any_dict_round_trips_in_its_own_key_order() -> None:
+    """Hand-written results (test fixtures, older Kilns) keep their order and gaps."""
+    data = {
+        "parity": {"status": "pass", "max_abs_diff": 2e-5},
+        "reference": [{"metric": "entity_f1", "value": 0.5}],
+        "throughput": {"samples_per_s": 1.0},
+        "benchmark": {"plan": {"batch_sizes": [1]}},
+    }
+    _round_trip(data)
+
+
 def test_classification_and_fp16_and_tool_cells() -> None:
     metrics = score_classification(["a", "b"], ["a", "a"], ["a", "b"]).to_dict()
     data = _json(

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from kiln_lab.core.events import (
-    STAGES,
+    BenchmarkCellMeasured,
     Event,
     LogLine,
     MetricSampled,
@@ -20,6 +20,7 @@ from kiln_lab.core.events import (
     StageSkipped,
     StageStarted,
 )
+from kiln_lab.core.stages import STAGES
 from kiln_lab.core.store import RunStore
 
 T0 = 1_767_225_600.0  # 2026-01-01 00:00:00 UTC
@@ -73,6 +74,25 @@ def throughput(samples: int, elapsed: float) -> dict[str, Any]:
         "p99_ms": 17.4,
         "max_ms": 19.0,
     }
+
+
+def benchmark_cells(
+    batch_sizes: tuple[int, ...], seq_lens: tuple[int, ...], *, t0: float = T0
+) -> list[BenchmarkCellMeasured]:
+    """A benchmark grid as the benchmark stage reports it: one event per cell, samples/s
+    proportional to batch size over sequence length (so the fastest cell is known)."""
+    return [
+        BenchmarkCellMeasured(
+            "benchmark",
+            batch,
+            seq_len,
+            batch * 1000.0 / seq_len,
+            {"p50_ms": 0.5, "p90_ms": 0.8, "p99_ms": 1.0, "mean_ms": 0.6},
+            1.5,
+            ts=t0 + i,
+        )
+        for i, (batch, seq_len) in enumerate((b, s) for b in batch_sizes for s in seq_lens)
+    ]
 
 
 def run_events(

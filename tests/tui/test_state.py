@@ -10,6 +10,7 @@ import pytest
 from rich.text import Text
 
 from kiln_lab.core.events import LogLine, MetricSampled, RunFinished, StageFailed, StageStarted
+from kiln_lab.core.result import RunResult
 from kiln_lab.core.store import RunStore
 from kiln_lab.tui import format as fmt
 from kiln_lab.tui.catalogue import Catalogue, ModelEntry, ProfileEntry, Selection, default_selection
@@ -261,24 +262,20 @@ def test_a_newer_figures_message_replaces_a_queued_one_without_losing_points() -
     assert not newer.can_replace(other_run)
 
 
-def _cell(batch: int, seq_len: int, speed: float) -> MetricSampled:
-    values = {"batch_size": batch, "seq_len": seq_len, "samples_per_s": speed, "p99_ms": 1.0}
-    return MetricSampled("benchmark", "throughput", values)
-
-
 def test_benchmark_cells_survive_collapsing_and_draw_as_a_grid() -> None:
     from kiln_lab.tui.messages import RunFiguresSampled
     from kiln_lab.tui.widgets.throughput_pane import render_throughput
 
-    cells = [_cell(b, s, b * 1000.0 / s) for b in (1, 8, 32) for s in (32, 64, 128)]
-    _, first = split_batch(cells[:4])
+    cells = fake_runs.benchmark_cells((1, 8, 32), (32, 64, 128))
+    ordered, first = split_batch(cells[:4])
     _, second = split_batch(cells[4:])
     assert len(first.benchmark_cells) == 4  # one poll, four cells: none lost to collapsing
+    assert ordered == [] and first.throughput_points == ()  # a cell is not an eval sample
     older, newer = RunFiguresSampled("r", first), RunFiguresSampled("r", second)
     assert older.can_replace(newer)
     view = RunView("r")
-    for values in newer.figures.benchmark_cells:
-        view.add_benchmark_cell(values)
+    for cell in newer.figures.benchmark_cells:
+        view.add_benchmark_cell(cell)
     assert sorted(view.benchmark_grid()) == [(b, s) for b in (1, 8, 32) for s in (32, 64, 128)]
     text = render_throughput(view, 48, 7).plain.splitlines()
     assert text[0].startswith("samples/s · batch")
@@ -293,7 +290,43 @@ def test_benchmark_cells_survive_collapsing_and_draw_as_a_grid() -> None:
 
 def test_a_finished_runs_grid_comes_from_its_result() -> None:
     view = RunView("r")
-    view.result = {"benchmark": {"cells": [{"batch_size": 4, "seq_len": 16, "samples_per_s": 9.5}]}}
-    assert view.benchmark_grid()[(4, 16)]["samples_per_s"] == 9.5
+    view.result = RunResult.from_dict(
+        {"benchmark": {"cells": [{"batch_size": 4, "seq_len": 16, "samples_per_s": 9.5}]}}
+    )
+    assert view.benchmark_grid()[(4, 16)].samples_per_s == 9.5
     view.apply_metric("throughput", {"samples_per_s": 3.0})  # an evaluation sample: no cell
+    # Even one that names a shape: cells are recognised by their event type, not by keys.
+    view.apply_metric("throughput", {"samples_per_s": 3.0, "batch_size": 1, "seq_len": 8})
     assert list(view.benchmark_grid()) == [(4, 16)]
+
+
+def test_a_cell_event_applied_in_order_joins_the_grid() -> None:
+    view = RunView("r")
+    view.apply_all(fake_runs.benchmark_cells((2,), (16, 32)))
+    grid = view.benchmark_grid()
+    assert sorted(grid) == [(2, 16), (2, 32)]
+    assert grid[(2, 16)].latency.p99_ms == 1.0 and grid[(2, 16)].source == "kiln"
+    assert view.throughput is None and not view.history
+
+
+def test_the_report_and_the_app_pick_the_same_fp32_baseline() -> None:
+    """Both read core.baseline: the app's accuracy pane and `kiln report` name one run.
+
+    The two rules it replaced disagreed: the report took the first fp32 run with the same
+    store label (a performance-only or 40-example smoke run would do), the app the newest
+    scored run on the same data and example count.
+    """
+    from kiln_lab.core.baseline import baseline_for
+
+    target = record("int8", precision="int8")
+    history = [
+        record("perf", perf_only=True),
+        record("smoke", examples=40),
+        record("other-data", dataset="msra"),
+        record("good"),
+    ]
+    app = fp32_reference(
+        history, model="m", dataset=("peoples-daily-1998", "test"), examples=200, exclude="int8"
+    )
+    assert app is not None and app.id == "good"
+    assert baseline_for(target, history) is app

@@ -19,6 +19,7 @@ from textual.screen import Screen
 from textual.widgets import Footer
 from textual.worker import get_current_worker
 
+from kiln_lab.core.result import RunResult
 from kiln_lab.tui.messages import (
     ReferenceRunsLoaded,
     RunEventsFetched,
@@ -203,7 +204,7 @@ class MonitorScreen(Screen[None]):
         view.apply_record(record.status, record.config, record.created)
         if record.finished:
             if view.result is None and record.result:
-                view.result = dict(record.result)
+                view.result = RunResult.from_dict(record.result)
             if view.error is None and record.error:
                 view.error = dict(record.error)
 

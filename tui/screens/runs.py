@@ -13,6 +13,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
+from kiln_lab.core.result import RunResult
 from kiln_lab.tui import format as fmt
 from kiln_lab.tui.widgets.title_bar import TitleBar
 
@@ -42,18 +43,6 @@ COLUMNS = (
     "started",
 )
 """Most telling first: at 80 columns the figures are on screen, the rest scrolls."""
-
-
-def headline(record: Any) -> str:
-    result = record.result or {}
-    metrics = result.get("metrics") or {}
-    if "entity_f1" in metrics:
-        return f"F1 {metrics['entity_f1']:.4f}"
-    if "accuracy" in metrics:
-        return f"acc {metrics['accuracy']:.4f}"
-    if result.get("perf_only"):
-        return "perf-only"
-    return ""
 
 
 class RunsScreen(Screen[None]):
@@ -118,18 +107,18 @@ class RunsScreen(Screen[None]):
         current = self.records[cursor].id if 0 <= cursor < len(self.records) else None
         table.clear()
         for record in records:
-            result = record.result or {}
+            result = RunResult.from_dict(record.result)
             table.add_row(
                 Text("●" if record.id in self.marked else " ", style="bold magenta"),
                 record.id,
                 Text(record.status, style=fmt.STATUS_STYLE.get(record.status, "")),
                 record.model,
                 record.precision,
-                headline(record),
-                fmt.number((result.get("throughput") or {}).get("samples_per_s")),
-                fmt.number((result.get("latency") or {}).get("p99_ms")),
+                fmt.headline(result),
+                fmt.number(result.throughput.samples_per_s if result.throughput else None),
+                fmt.number(result.latency.p99_ms if result.latency else None),
                 record.profile,
-                result.get("dataset") or record.dataset,
+                result.dataset or record.dataset,
                 dt.datetime.fromtimestamp(record.created).strftime("%m-%d %H:%M"),
                 key=record.id,
             )

@@ -15,7 +15,7 @@ def render_resources(view: RunView | None) -> Text:
         return Text("no run in view", style="dim")
     values = view.resources or {}
     if not values:
-        summary = (view.result or {}).get("resources") or {}
+        summary = (view.result.resources if view.result is not None else None) or {}
         if summary:
             text = Text(no_wrap=True, overflow="ellipsis")
             text.append("CPU ", style="dim")

@@ -6,6 +6,7 @@ from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
+from kiln_lab.core.result import RunResult
 from kiln_lab.tui import format as fmt
 from kiln_lab.tui.state import RunView
 
@@ -17,29 +18,28 @@ class RunInfo(Static):
         self._drawn: tuple | None = None
 
     def show(self, view: RunView) -> None:
-        drawn = (view.run_id, view.status, view.batch_size, view.examples, bool(view.result))
+        drawn = (view.run_id, view.status, view.batch_size, view.examples, view.result is not None)
         if drawn == self._drawn:
             return
         self._drawn = drawn
-        config, result = view.config, view.result or {}
+        config, result = view.config, view.result or RunResult()
         grid = Table.grid(padding=(0, 1))
         grid.add_column(style="dim", no_wrap=True, min_width=9)
         grid.add_column(no_wrap=True, overflow="ellipsis")
         grid.add_row("run", view.run_id)
         grid.add_row("status", Text(view.status, style=fmt.STATUS_STYLE.get(view.status, "")))
         grid.add_row("model", str(config.get("model", fmt.DASH)))
-        dataset = result.get("dataset") or config.get("dataset_label") or fmt.DASH
+        dataset = result.dataset or config.get("dataset_label") or fmt.DASH
         grid.add_row("data", f"{dataset}")
         grid.add_row("profile", str(config.get("profile", fmt.DASH)))
         grid.add_row("precision", str(config.get("precision", fmt.DASH)))
         grid.add_row("batch", str(view.batch_size or fmt.DASH))
-        seq = result.get("seq_len") or view.stages["resolve"].summary.get("seq_len")
+        seq = result.seq_len or view.stages["resolve"].summary.get("seq_len")
         grid.add_row("seq len", str(seq or fmt.DASH))
         if view.examples is not None:
             grid.add_row("examples", f"{view.examples:,}")
-        if result.get("runtime"):
-            grid.add_row("runtime", str(result["runtime"]))
-        parity = result.get("parity")
-        if parity:
-            grid.add_row("parity", str(parity.get("status", "")).upper())
+        if result.runtime:
+            grid.add_row("runtime", str(result.runtime))
+        if result.parity is not None and result.parity.to_dict():
+            grid.add_row("parity", str(result.parity.status or "").upper())
         self.update(grid, layout=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
+from kiln_lab.core.result import AccuracyMetrics, RunResult
 from kiln_lab.tui import format as fmt
 from kiln_lab.tui.state import RunView
 
@@ -33,16 +34,22 @@ def outcome(view: RunView) -> Text:
         text.append("✓ run succeeded", style="bold green")
         if elapsed:
             text.append(f" in {elapsed}")
-        metrics = (view.result or {}).get("metrics") or view.accuracy or {}
-        if "entity_f1" in metrics:
-            text.append(f" · entity F1 {fmt.metric(metrics['entity_f1'])}")
-        elif "accuracy" in metrics:
-            text.append(f" · accuracy {fmt.metric(metrics['accuracy'])}")
+        result = view.result or RunResult()
+        metrics = result.metrics
+        if metrics is None or not metrics.to_dict():
+            metrics = AccuracyMetrics.from_dict(view.accuracy or {})
+        headline = metrics.headline()
+        if headline is not None:
+            name, value = headline
+            label = "entity F1" if name == "entity_f1" else "accuracy"
+            text.append(f" · {label} {fmt.metric(value)}")
         elif view.perf_only:
             text.append(" · performance-only: no accuracy")
-        speed = (view.result or {}).get("throughput") or view.throughput or {}
-        if speed.get("samples_per_s"):
-            text.append(f" · {fmt.number(speed['samples_per_s'])} samples/s")
+        speed = result.throughput.samples_per_s if result.throughput else None
+        if not speed and view.throughput:
+            speed = view.throughput.get("samples_per_s")
+        if speed:
+            text.append(f" · {fmt.number(speed)} samples/s")
         return text
     error = view.error or {}
     style = "bold red" if view.status == "failed" else "bold yellow"

@@ -9,6 +9,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
+from kiln_lab.core.result import RunResult
 from kiln_lab.tui import format as fmt
 from kiln_lab.tui.state import RunView
 from kiln_lab.tui.widgets.guard import guarded
@@ -18,8 +19,12 @@ def throughput_figures(view: RunView | None) -> tuple:
     """Everything the pane draws, as a value (the pane repaints only when it changes)."""
     if view is None:
         return ()
-    values = view.throughput or (view.result or {}).get("throughput") or {}
-    latency = values if "p50_ms" in values else (view.result or {}).get("latency") or {}
+    result = view.result or RunResult()
+    values = view.throughput or (result.throughput.to_dict() if result.throughput else {})
+    if "p50_ms" not in values and result.latency is not None:
+        latency = result.latency.to_dict()
+    else:
+        latency = values
     return (
         values.get("samples_per_s"),
         values.get("window_samples_per_s"),
@@ -31,9 +36,7 @@ def throughput_figures(view: RunView | None) -> tuple:
         latency.get("p99_ms"),
         view.batch_size,
         tuple(view.history),
-        tuple(
-            sorted((key, cell.get("samples_per_s")) for key, cell in view.benchmark_grid().items())
-        ),
+        tuple(sorted((key, cell.samples_per_s) for key, cell in view.benchmark_grid().items())),
     )
 
 
