@@ -13,20 +13,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-STAGES: tuple[str, ...] = (
-    "resolve",
-    "load",
-    "export",
-    "optimize",
-    "quantize",
-    "compile",
-    "verify",
-    "evaluate",
-    "benchmark",
-    "report",
-)
-"""Every stage a run goes through, in order; a stage that does not apply is skipped."""
-
 
 def _now() -> float:
     return time.time()

@@ -26,7 +26,7 @@ from textual.reactive import var
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
-from kiln_lab.core.events import STAGES
+from kiln_lab.core.stages import STAGES
 from kiln_lab.tui.catalogue import Catalogue
 from kiln_lab.tui.screens.main import MainScreen
 from kiln_lab.tui.screens.modals import (

@@ -9,7 +9,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Input, Static
 
-from kiln_lab.core.events import STAGES
+from kiln_lab.core.stages import STAGES
 from kiln_lab.tui.state import LEVELS, LogEntry
 from kiln_lab.tui.widgets.log_view import LogView
 
