@@ -7,7 +7,7 @@ from typing import Any
 from textual.message import Message
 
 from kiln_lab.core.events import Event
-from kiln_lab.tui.catalogue import Catalogue, Selection
+from kiln_lab.tui.catalogue import Selection
 from kiln_lab.tui.tail import Figures
 
 
@@ -57,13 +57,6 @@ class ReferenceRunsLoaded(Message):
         super().__init__()
         self.run_id = run_id
         self.records = records
-
-
-class CatalogueLoaded(Message):
-    def __init__(self, catalogue: Catalogue, last_config: dict[str, Any] | None) -> None:
-        super().__init__()
-        self.catalogue = catalogue
-        self.last_config = last_config
 
 
 class SelectionChanged(Message):
