@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 from kiln_lab.core.errors import StoreError
 from kiln_lab.core.paths import kiln_home
@@ -46,9 +44,8 @@ def _spawn(store: RunStore, run_id: str) -> None:
     logs = kiln_home() / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     log_path = logs / f"{run_id}.log"
-    repo_root = str(Path(__file__).resolve().parent.parent)
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (repo_root, env.get("PYTHONPATH")) if p)
+    # The worker is this interpreter with ``-m kiln_lab.core.worker``: kiln_lab is
+    # installed in it (wheel or editable), so it needs no PYTHONPATH and no cwd.
     with open(log_path, "ab") as log_file:
         proc = subprocess.Popen(  # noqa: S603 - fixed argument list, no shell
             [sys.executable, "-m", "kiln_lab.core.worker", run_id, "--store", str(store.path)],
@@ -56,6 +53,5 @@ def _spawn(store: RunStore, run_id: str) -> None:
             stdout=log_file,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            env=env,
         )
     store.set_status(run_id, "starting", pid=proc.pid)

@@ -1,8 +1,14 @@
 """Where Kiln keeps things: the store, caches and artifacts under ``KILN_HOME``.
 
 ``KILN_HOME`` lets several labs (and every test) keep stores that never mix; without it
-Kiln uses the platform's user data directory. Shipped files (``assets/``,
-``profiles/``) live beside the packages in the source tree.
+Kiln uses the platform's user data directory.
+
+Shipped files (``assets/``: built-in models and cards; ``profiles/``) sit beside the
+``core/`` folder in both layouts Kiln runs from: in a checkout, ``core/``, ``assets/``
+and ``profiles/`` are top-level folders of the repository; installed from the wheel,
+they are ``kiln_lab/core``, ``kiln_lab/assets`` and ``kiln_lab/profiles`` (package data,
+see ``pyproject.toml``). So one rule, "the parent of ``core/``", finds them in both,
+and nothing depends on the current directory or on ``PYTHONPATH``.
 """
 
 from __future__ import annotations
@@ -15,7 +21,9 @@ import platformdirs
 
 from kiln_lab.core.errors import ConfigError
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+SHIPPED_ROOT = Path(__file__).resolve().parent.parent
+"""The folder that holds ``assets/`` and ``profiles/``: the repository root in a checkout,
+the installed ``kiln_lab`` package directory otherwise (not necessarily a repository)."""
 
 
 def kiln_home() -> Path:
@@ -62,10 +70,10 @@ def artifacts_dir(*parts: str) -> Path:
 def assets_dir() -> Path:
     """Built-in models and model cards shipped with Kiln (``KILN_ASSETS`` overrides)."""
     env = os.environ.get("KILN_ASSETS")
-    return Path(env) if env else REPO_ROOT / "assets"
+    return Path(env) if env else SHIPPED_ROOT / "assets"
 
 
 def profiles_dir() -> Path:
     """Hardware profiles shipped with Kiln (``KILN_PROFILES`` overrides)."""
     env = os.environ.get("KILN_PROFILES")
-    return Path(env) if env else REPO_ROOT / "profiles"
+    return Path(env) if env else SHIPPED_ROOT / "profiles"

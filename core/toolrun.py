@@ -15,7 +15,6 @@ import queue
 import shlex
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections import deque
@@ -24,7 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kiln_lab.core.errors import Cancelled, RuntimeFailure, ToolchainMissing
-from kiln_lab.core.paths import REPO_ROOT
 
 log = logging.getLogger(__name__)
 TAIL_LINES = 40
@@ -49,17 +47,15 @@ class ToolRun:
         return self.lines[-TAIL_LINES:]
 
 
-def tool_environment(argv0: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+def tool_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment for a tool: ours, Python unbuffered, plus the step's extras.
 
-    Kiln's own interpreter also gets the repository on ``PYTHONPATH`` (so ``-m core...``
-    works from any directory); a vendor's Python does not, so Kiln's ``core`` package
-    can never shadow one of the vendor's modules.
+    Nothing is added to ``PYTHONPATH``: Kiln's own interpreter (``{python} -m
+    kiln_lab...``) finds ``kiln_lab`` because it is installed there (from the wheel, or
+    editable in a checkout), from any directory; and a vendor's Python is never handed
+    Kiln's folders, which could shadow its own modules.
     """
     env = dict(os.environ)
-    if argv0 == sys.executable:
-        paths = [str(REPO_ROOT), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
-        env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra or {})
     return env
@@ -83,7 +79,7 @@ def run_tool(
         proc = subprocess.Popen(  # noqa: S603 - an argument list, no shell involved
             argv,
             cwd=cwd,
-            env=tool_environment(argv[0], env),
+            env=tool_environment(env),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -9,7 +9,6 @@ threads after the first frame.
 from __future__ import annotations
 
 import gc
-import os
 import subprocess
 import sys
 import time
@@ -100,19 +99,16 @@ class KilnApp(App[int]):
 
     @work(thread=True, exit_on_error=False, group="catalogue")
     def _load_catalogue(self) -> None:
-        """Ask ``python -m tui.probe`` (see there why a process); it answers twice."""
+        """Ask ``python -m kiln_lab.tui.probe`` (see there why a process); it answers twice."""
         from kiln_lab.tui.probe import from_json
 
-        repo = str(Path(__file__).resolve().parent.parent)
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (repo, env.get("PYTHONPATH")) if p)
+        # kiln_lab is installed in this interpreter: ``-m`` finds it from any cwd.
         proc = subprocess.Popen(  # noqa: S603 - fixed argument list, no shell
             [sys.executable, "-m", "kiln_lab.tui.probe"],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env=env,
         )
         catalogue = None
         assert proc.stdout is not None and proc.stderr is not None
