@@ -686,12 +686,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p = add("app", cmd_app, "open the terminal app")
     p.add_argument("--attach", metavar="RUN_ID", help="open this run live (full id or prefix)")
-    try:
-        from kiln_lab.core.finetune import add_finetune_parser
-    except ImportError:
-        pass
-    else:
-        add_finetune_parser(sub)
+    from kiln_lab.tui.commands.finetune import add_finetune_parser
+
+    add_finetune_parser(sub)
     return parser
 
 

@@ -235,7 +235,7 @@ def test_external_profile_end_to_end(tiny_assets: Path, kiln_home: Path) -> None
     assert [(c["batch_size"], c["seq_len"]) for c in cells] == [(2, 16), (2, 32)]
     for cell in cells:
         assert cell["samples_per_s"] > 0 and cell["latency"]["p99_ms"] >= cell["latency"]["p50_ms"]
-        assert "kiln_lab.core.kiln_bench_cli" in cell["command"]
+        assert "kiln_lab.tui.commands.kiln_bench" in cell["command"]
     # The plan the tool ran is kept with the cells (it used to be overwritten).
     assert benchmarked.to_dict()["plan"]["source"] == "external tool"
     live = [e for e in events if isinstance(e, BenchmarkCellMeasured)]

@@ -1,9 +1,10 @@
 """``kiln-bench``: a small benchmark program with a vendor tool's shape, for real.
 
-``python -m core.kiln_bench_cli --model model.onnx --batch 8 --seq-len 128`` loads a
-compiled file with a local runtime (ONNX Runtime, OpenVINO, Paddle Inference,
-TorchScript), feeds it fixed-shape random token ids after a warm-up, and prints its
-figures as plain lines, the way vendor tools (``vamp``, ``ais_bench``, ``mm_run``) do::
+``python -m kiln_lab.tui.commands.kiln_bench --model model.onnx --batch 8 --seq-len 128``
+(or the ``kiln-bench`` script) loads a compiled file with a local runtime (ONNX Runtime,
+OpenVINO, Paddle Inference, TorchScript), feeds it fixed-shape random token ids after a
+warm-up, and prints its figures as plain lines, the way vendor tools (``vamp``,
+``ais_bench``, ``mm_run``) do::
 
     kiln-bench: runtime=onnxruntime batch=8 seq_len=128 iterations=50 threads=2
     throughput: 123.4 samples/s
@@ -11,7 +12,9 @@ figures as plain lines, the way vendor tools (``vamp``, ``ais_bench``, ``mm_run`
 
 Kiln's ``cpu-external-ort`` profile runs it as its benchmark step and reads those
 lines back with regular expressions, which proves the external-tool path end to end on
-any machine. It imports no part of the pipeline beyond the runtimes.
+any machine. It imports no part of the pipeline beyond the runtimes, and it lives with
+the other command-line front ends (not in ``core``) because all it adds to them is
+argument parsing and printing.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ def synthetic_inputs(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Parse the options, run the model, print the figures; the exit status."""
     parser = argparse.ArgumentParser(prog="kiln-bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True, type=Path, help="compiled model file")
     parser.add_argument("--runtime", choices=RUNTIMES, default="onnxruntime")

@@ -1,8 +1,9 @@
 """``kiln finetune MODEL``: train a built-in model from its recipe, with a progress bar.
 
-The training itself lives in ``core.training``; this module is the command-line hook
-that ``tui/cli.py`` adds when present. Progress (steps, loss, examples/s, ETA) goes to
-stderr; the summary, or with ``--json`` the report, goes to stdout.
+The training itself lives in ``kiln_lab.core.training`` (headless, tested without a
+terminal); this module is only its command line: the options, a Rich progress bar and
+the summary, added to ``kiln`` by ``tui/cli.py``. Progress (steps, loss, examples/s,
+ETA) goes to stderr; the summary, or with ``--json`` the report, goes to stdout.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 from kiln_lab.core.paths import assets_dir
 from kiln_lab.core.training import RECIPES, TrainingProgress, TrainingReport, get_recipe, train
 
-__all__ = ["add_finetune_parser", "cmd_finetune", "get_recipe", "train"]
+__all__ = ["add_finetune_parser", "cmd_finetune"]
 
 
 def add_finetune_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -66,6 +67,7 @@ def _command_line(args: argparse.Namespace) -> tuple[str, ...]:
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
+    """Train ``args.model`` with the options given, drawing progress on stderr."""
     from rich.console import Console
     from rich.progress import (
         BarColumn,
