@@ -9,14 +9,16 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 TORCH  := torch==2.13.0
 
-.PHONY: run test test-all lint format bench clean-venv help
+.PHONY: run test test-all contracts wheel lint format bench clean-venv help
 
 help:
 	@echo "make run       set up (first time) and open the Kiln app"
 	@echo "make test      set up (first time) and run the fast test suite"
 	@echo "make test-all  every test, including the slow ones"
-	@echo "make lint      ruff check + format check + import contract"
+	@echo "make contracts the import contracts (core never imports the UI)"
+	@echo "make lint      ruff check + format check + import contracts"
 	@echo "make bench     the benchmarks in bench/"
+	@echo "make wheel     dist/kiln_lab-*.whl, to install Kiln outside the checkout"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,10 +38,19 @@ test: $(STAMP)
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not gpu"
 
-lint: $(STAMP)
+# The headless promise, read from the source (pyproject.toml [tool.importlinter]).
+contracts: $(STAMP)
+	$(BIN)/lint-imports
+
+# build/ goes first: setuptools copies build/lib into the wheel whole, so a module deleted
+# since the last build would otherwise ship beside its replacement.
+wheel: $(STAMP)
+	rm -rf build dist/kiln_lab-*.whl
+	$(BIN)/python -m pip wheel --no-deps --no-build-isolation -w dist .
+
+lint: contracts
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/lint-imports
 
 format: $(STAMP)
 	$(BIN)/ruff format .
