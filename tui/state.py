@@ -191,6 +191,10 @@ class RunView:
         elif isinstance(event, MetricSampled):
             self.apply_metric(event.group, event.values, event.ts)
         elif isinstance(event, BenchmarkCellMeasured):
+            # A measured cell is also the run's latest throughput figure.
+            figures = {"batch_size": event.batch_size, "seq_len": event.seq_len}
+            figures |= {"samples_per_s": event.samples_per_s, "spread_pct": event.spread_pct}
+            self.apply_metric("throughput", figures | event.latency, event.ts)
             self.add_benchmark_cell(event)
         elif isinstance(event, ProgressAdvanced):
             stage = self.stages.get(event.stage_name)

@@ -26,6 +26,8 @@ from kiln_lab.core.errors import ConfigError, RuntimeFailure
 from kiln_lab.core.events import Event
 
 if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+
     from kiln_lab.core.benchmark import BenchmarkPlan, CellResult
     from kiln_lab.core.profiles import Profile
     from kiln_lab.core.runconfig import RunConfig
@@ -191,7 +193,7 @@ class BuildRequest:
 
     profile: Profile
     precision: str
-    reference: Any
+    reference: PreTrainedModel
     """The fp32 PyTorch model (the torch runtime runs it; others read the exports)."""
     input_names: tuple[str, ...]
     graphs: Graphs
@@ -276,7 +278,9 @@ class Runtime(ABC):
             hint="use onnxruntime, openvino, paddle or torchscript",
         )
 
-    def benchmarks_with_tool(self, *, grid_requested: bool, evaluated: bool, model: Any) -> bool:
+    def benchmarks_with_tool(
+        self, *, grid_requested: bool, evaluated: bool, model: CompiledModel
+    ) -> bool:
         """Whether the benchmark stage's figures come from an external tool."""
         return False
 

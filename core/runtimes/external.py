@@ -32,6 +32,7 @@ from kiln_lab.core.runtimes.openvino import OpenVINORuntime
 from kiln_lab.core.runtimes.paddle import PaddleRuntime
 
 if TYPE_CHECKING:
+    from kiln_lab.core.profiles import Profile
     from kiln_lab.core.toolchain import ToolContext
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,7 @@ class ExternalRuntime(Runtime):
     precisions: ClassVar[frozenset[str]] = frozenset({"fp32", "fp16", "bf16", "int8"})
     """Whatever the vendor compiler builds; the profile lists what it offers."""
 
-    def exports(self, profile: Any) -> tuple[str, ...]:
+    def exports(self, profile: Profile) -> tuple[str, ...]:
         return profile.toolchain.model_inputs()
 
     def build(self, request: BuildRequest) -> Built:
@@ -146,7 +147,9 @@ class ExternalRuntime(Runtime):
         model.description = f"{profile.name}: {model.description}"
         return Built(request.fixed(model), result.artifact, toolchain)
 
-    def benchmarks_with_tool(self, *, grid_requested: bool, evaluated: bool, model: Any) -> bool:
+    def benchmarks_with_tool(
+        self, *, grid_requested: bool, evaluated: bool, model: CompiledModel
+    ) -> bool:
         return grid_requested or not evaluated or not model.runs_locally
 
     def benchmark(

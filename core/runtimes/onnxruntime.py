@@ -13,7 +13,7 @@ import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -31,6 +31,9 @@ from kiln_lab.core.runtimes.base import (
     cpu_affinity,
     physical_cores,
 )
+
+if TYPE_CHECKING:
+    from kiln_lab.core.profiles import Profile
 
 ProviderSpec = str | tuple[str, dict[str, Any]]
 TENSORRT = "TensorrtExecutionProvider"
@@ -123,11 +126,11 @@ class OnnxRuntimeModel(CompiledModel):
 
 
 def ort_providers(
-    profile: Any,
+    profile: Profile,
     precision: str,
     input_names: tuple[str, ...] = (),
     max_shape: tuple[int, int] | None = None,
-) -> list[Any]:
+) -> list[ProviderSpec]:
     """Provider list with options: TensorRT caches its engines and builds fp16 itself.
 
     TensorRT gets one optimisation profile from 1x1 up to the run's batch x seq_len, so
@@ -143,7 +146,7 @@ def ort_providers(
             "trt_profile_max_shapes": largest,
             "trt_profile_opt_shapes": largest,
         }
-    specs: list[Any] = []
+    specs: list[ProviderSpec] = []
     for name in profile.execution_providers or ("CPUExecutionProvider",):
         if name == "TensorrtExecutionProvider":
             specs.append(
@@ -171,14 +174,14 @@ class OnnxRuntimeRuntime(Runtime):
     precisions: ClassVar[frozenset[str]] = frozenset({"fp32", "fp16", "int8"})
     fuses_attention: ClassVar[bool] = True
 
-    def conversion(self, profile: Any, precision: str) -> Conversion:
+    def conversion(self, profile: Profile, precision: str) -> Conversion:
         if precision == "fp16" and TENSORRT in profile.execution_providers:
             return Conversion(None, "TensorRT builds fp16 itself from the fp32 graph")
         if precision in ("fp16", "int8"):
             return Conversion(precision)
         return super().conversion(profile, precision)
 
-    def conversion_source(self, profile: Any, kind: str, graphs: Graphs) -> Path:
+    def conversion_source(self, profile: Profile, kind: str, graphs: Graphs) -> Path:
         """Dynamic int8 gains QAttention on the fused graph; static QDQ needs the unfused
         one, where every MatMul's activations can be given calibrated ranges. fp16 takes
         the fused graph on GPU providers (fused Attention has fp16 kernels there), the

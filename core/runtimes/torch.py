@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -21,6 +21,9 @@ from kiln_lab.core.runtimes.base import (
     Runtime,
     cpu_affinity,
 )
+
+if TYPE_CHECKING:
+    from kiln_lab.core.profiles import Profile
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +111,7 @@ class TorchRuntime(Runtime):
     name: ClassVar[str] = "torch"
     precisions: ClassVar[frozenset[str]] = frozenset(TORCH_DTYPES)
 
-    def exports(self, profile: Any) -> tuple[str, ...]:
+    def exports(self, profile: Profile) -> tuple[str, ...]:
         return ()
 
     def is_reference(self, precision: str) -> bool:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -22,6 +22,9 @@ from kiln_lab.core.runtimes.base import (
     cpu_affinity,
 )
 from kiln_lab.core.runtimes.torch import TORCH_DTYPES, set_torch_threads
+
+if TYPE_CHECKING:
+    from kiln_lab.core.profiles import Profile
 
 
 class TorchScriptModel(CompiledModel):
@@ -82,7 +85,7 @@ class TorchScriptRuntime(Runtime):
     name: ClassVar[str] = "torchscript"
     precisions: ClassVar[frozenset[str]] = frozenset(TORCH_DTYPES)
 
-    def exports(self, profile: Any) -> tuple[str, ...]:
+    def exports(self, profile: Profile) -> tuple[str, ...]:
         return ("torchscript",)
 
     def export_precision(self, precision: str) -> str:

@@ -26,7 +26,7 @@ from kiln_lab.core.stages.load import Loaded
 from kiln_lab.core.stages.resolve import Resolved
 
 if TYPE_CHECKING:
-    from kiln_lab.core.guard import GuardReport
+    from kiln_lab.core.guard import GuardReport, GuardStep
     from kiln_lab.core.profiles import Profile
     from kiln_lab.core.quantize import CalibrationSet, DynamicInt8, StaticInt8
 
@@ -237,7 +237,7 @@ def run_guard(
         )
         return float(result.accuracy[metric_name]), float(result.throughput["samples_per_s"])
 
-    def on_step(step: Any) -> None:
+    def on_step(step: GuardStep) -> None:
         ctx.emit(
             MetricSampled(
                 "quantize",
