@@ -14,17 +14,17 @@ import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from kiln_lab.core.errors import ConfigError
 from kiln_lab.core.export import build_entry, cache_key, file_sha256
+from kiln_lab.core.runconfig import CALIBRATION_METHODS, CalibrationMethod
 
 log = logging.getLogger(__name__)
 
 QUANTIZE_VERSION = 1
-CalibrationMethod = Literal["minmax", "entropy", "percentile"]
 QUANTIZABLE_OPS = ("MatMul", "Gemm", "Attention")
 
 
@@ -52,10 +52,10 @@ class StaticInt8:
     op_types_to_exclude: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.method not in ("minmax", "entropy", "percentile"):
+        if self.method not in CALIBRATION_METHODS:
             raise ConfigError(
                 f"unknown calibration method {self.method!r}",
-                hint="use minmax, entropy or percentile",
+                hint=f"use one of: {', '.join(CALIBRATION_METHODS)}",
             )
         if self.samples < 1:
             raise ConfigError("calibration needs at least one sample")

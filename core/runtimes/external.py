@@ -19,7 +19,7 @@ import numpy as np
 
 from kiln_lab.core.errors import ConfigError, RuntimeFailure
 from kiln_lab.core.events import ArtifactWritten, BenchmarkCellMeasured, ProgressAdvanced
-from kiln_lab.core.runconfig import RunConfig
+from kiln_lab.core.runconfig import PRECISIONS, RunConfig
 from kiln_lab.core.runtimes.base import (
     Batch,
     BuildRequest,
@@ -96,7 +96,7 @@ def tool_context(
 
 class ExternalRuntime(Runtime):
     name: ClassVar[str] = "external"
-    precisions: ClassVar[frozenset[str]] = frozenset({"fp32", "fp16", "bf16", "int8"})
+    precisions: ClassVar[frozenset[str]] = frozenset(PRECISIONS)
     """Whatever the vendor compiler builds; the profile lists what it offers."""
 
     def exports(self, profile: Profile) -> tuple[str, ...]:
