@@ -12,7 +12,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from kiln_lab.core.paths import assets_dir
 from kiln_lab.core.training.batches import collate, epoch_order, make_optimizer, training_labels
 from kiln_lab.core.training.evaluation import evaluate, primary_metric
 from kiln_lab.core.training.recipes import Recipe
-from kiln_lab.core.training.record import write_card
+from kiln_lab.core.training.record import TrainingReport, write_card
 from kiln_lab.core.training.vocabulary import build_tokenizer, build_vocabulary, write_vocabulary
 
 log = logging.getLogger(__name__)
@@ -50,36 +50,6 @@ class TrainingProgress:
     """The task's headline figure: ``entity_f1`` or ``accuracy``."""
     dev_score: float | None = None
     """That figure on dev after the latest epoch, once there is one."""
-
-
-@dataclass(frozen=True)
-class TrainingReport:
-    """What a training run did and reached; mirrored in the card's ``training`` record."""
-
-    recipe: str
-    out_dir: str
-    card_path: str
-    command: tuple[str, ...]
-    parameters: int
-    size_mb: float
-    vocab_size: int
-    steps: int
-    epochs_run: float
-    best_epoch: int
-    stopped_by_time_limit: bool
-    threads: int
-    training_time_s: float
-    wall_time_s: float
-    loss_start: float
-    loss_end: float
-    epoch_losses: tuple[float, ...]
-    dev_by_epoch: tuple[dict[str, float], ...]
-    dev: dict[str, float]
-    test: dict[str, float]
-    data_hashes: dict[str, str] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 ProgressCallback = Callable[[TrainingProgress], None]

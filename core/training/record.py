@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import platform
 import shlex
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,8 +21,38 @@ from kiln_lab.core.models.cards import ModelCard, load_card_file
 from kiln_lab.core.paths import assets_dir
 
 if TYPE_CHECKING:
-    from kiln_lab.core.training.loop import TrainingReport
     from kiln_lab.core.training.recipes import Recipe
+
+
+@dataclass(frozen=True)
+class TrainingReport:
+    """What a training run did and reached; mirrored in the card's ``training`` record."""
+
+    recipe: str
+    out_dir: str
+    card_path: str
+    command: tuple[str, ...]
+    parameters: int
+    size_mb: float
+    vocab_size: int
+    steps: int
+    epochs_run: float
+    best_epoch: int
+    stopped_by_time_limit: bool
+    threads: int
+    training_time_s: float
+    wall_time_s: float
+    loss_start: float
+    loss_end: float
+    epoch_losses: tuple[float, ...]
+    dev_by_epoch: tuple[dict[str, float], ...]
+    dev: dict[str, float]
+    test: dict[str, float]
+    data_hashes: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
 
 REFERENCE_SOURCE = "kiln finetune (this card's training record)"
 _FIGURE_KEYS = (
