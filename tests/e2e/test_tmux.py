@@ -87,7 +87,6 @@ def terminal_env(kiln_home: Path, request: pytest.FixtureRequest) -> dict[str, s
         "KILN_HOME": str(kiln_home),
         "PATH": os.environ.get("PATH", ""),
         "TERM": "xterm-256color",
-        "PYTHONPATH": str(REPO),
     }
     if DEMO_WEIGHTS.exists():
         env["KILN_ASSETS"] = str(REPO / "assets")
