@@ -17,6 +17,10 @@ import sys
 
 COMMAND_LINE = [
     "kiln_lab.tui.cli",
+    "kiln_lab.tui.commands.run",
+    "kiln_lab.tui.commands.history",
+    "kiln_lab.tui.commands.catalogue",
+    "kiln_lab.tui.commands.console",
     "kiln_lab.tui.commands.finetune",
     "kiln_lab.tui.commands.kiln_bench",
     # what the headless commands import on demand (tables, following a run, doctor)

@@ -9,13 +9,13 @@ ETA) goes to stderr; the summary, or with ``--json`` the report, goes to stdout.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
 from kiln_lab.core.paths import assets_dir
 from kiln_lab.core.training import RECIPES, TrainingProgress, TrainingReport, get_recipe, train
+from kiln_lab.tui.commands.console import err, out, print_json
 
 __all__ = ["add_finetune_parser", "cmd_finetune"]
 
@@ -68,7 +68,6 @@ def _command_line(args: argparse.Namespace) -> tuple[str, ...]:
 
 def cmd_finetune(args: argparse.Namespace) -> int:
     """Train ``args.model`` with the options given, drawing progress on stderr."""
-    from rich.console import Console
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -92,7 +91,6 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     }
     recipe = get_recipe(args.model).with_changes(**overrides)
     out_dir = args.out or assets_dir() / "models" / recipe.name
-    err = Console(stderr=True, soft_wrap=True)
     metric = "entity F1" if recipe.task == "token-classification" else "accuracy"
     bar = Progress(
         TextColumn("[bold]{task.description}"),
@@ -148,14 +146,13 @@ def cmd_finetune(args: argparse.Namespace) -> int:
             command=_command_line(args),
         )
     if args.json:
-        sys.stdout.write(json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n")
+        print_json(report.to_dict())
     else:
         _print_summary(report)
     return 0
 
 
 def _print_summary(report: TrainingReport) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     primary = "entity_f1" if "entity_f1" in report.test else "accuracy"
@@ -177,4 +174,4 @@ def _print_summary(report: TrainingReport) -> None:
         rows.append(("note", "stopped by --max-minutes"))
     for key, value in rows:
         table.add_row(key, value)
-    Console().print(table)
+    out.print(table)

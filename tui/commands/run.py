@@ -1,0 +1,334 @@
+"""``kiln run``, ``kiln bench``, ``kiln attach`` and ``kiln resume``: start a run in a
+worker and follow it live, or pick one up again.
+
+The run goes on in its worker whatever happens to this process; Ctrl-C here asks it to
+cancel (``run``, ``bench``) or just stops following (``attach``).
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from kiln_lab.core.result import RunResult
+from kiln_lab.core.runconfig import BUDGET_MODES, CALIBRATION_METHODS, PRECISIONS, QUANTIZATIONS
+from kiln_lab.tui.commands.console import err, out, print_json
+
+
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", "-m", required=True, help="model card name (see `kiln models`)")
+    p.add_argument(
+        "--profile",
+        "-p",
+        default="cpu-onnxruntime",
+        help="hardware profile (see `kiln profiles`; default cpu-onnxruntime)",
+    )
+    p.add_argument(
+        "--precision",
+        default="fp32",
+        choices=PRECISIONS,
+        help="precision to build (default fp32; the profile must offer it)",
+    )
+    data = p.add_mutually_exclusive_group()
+    data.add_argument("--dataset", "-d", help="built-in dataset (default: the card's)")
+    data.add_argument("--dataset-file", help="evaluate on this file instead")
+    p.add_argument(
+        "--format",
+        dest="dataset_format",
+        choices=("bio", "tsv", "xnli"),
+        help="format of --dataset-file",
+    )
+    p.add_argument(
+        "--split",
+        default="test",
+        choices=("train", "dev", "test"),
+        help="split of a built-in dataset (default test)",
+    )
+    p.add_argument("--batch-size", type=int, help="batch size (default: the profile's)")
+    p.add_argument("--seq-len", type=int, help="max sequence length (default: the card's)")
+    p.add_argument(
+        "--padding",
+        choices=("bucket", "fixed"),
+        default="bucket",
+        help="bucket: sort by length, pad per batch (default); fixed: pad all to "
+        "--seq-len like the vendor guides",
+    )
+    p.add_argument("--limit", type=int, help="evaluate only the first N examples")
+    p.add_argument("--weights", help="directory with the model's weights (overrides the card)")
+    p.add_argument(
+        "--perf-only",
+        action="store_true",
+        help="random weights of the card's architecture: speed only, no accuracy",
+    )
+    p.add_argument(
+        "--parity-samples",
+        type=int,
+        default=32,
+        help="samples compared with the PyTorch fp32 reference (default 32)",
+    )
+    q = p.add_argument_group("int8")
+    q.add_argument(
+        "--quantization",
+        choices=QUANTIZATIONS,
+        help="int8 variant (default: the profile's)",
+    )
+    q.add_argument(
+        "--calibration-method",
+        choices=CALIBRATION_METHODS,
+        help="static int8 calibration (default: the profile's)",
+    )
+    q.add_argument(
+        "--calibration-samples",
+        type=int,
+        help="train-split samples to calibrate on (default: the profile's, 200)",
+    )
+    q.add_argument(
+        "--per-channel",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="per-channel int8 weights (default: the profile's)",
+    )
+    q.add_argument(
+        "--accuracy-budget",
+        type=float,
+        default=1.0,
+        help="largest metric drop int8 may cost vs fp32 (default 1.0)",
+    )
+    q.add_argument(
+        "--budget-mode",
+        choices=BUDGET_MODES,
+        default="absolute",
+        help="budget in points of the metric, or percent of the fp32 figure",
+    )
+    q.add_argument(
+        "--no-guard",
+        dest="guard",
+        action="store_false",
+        help="skip the accuracy guard (no check against fp32 on the dev split)",
+    )
+    q.add_argument(
+        "--guard-samples",
+        type=int,
+        default=400,
+        help="dev-split samples the guard scores on (default 400)",
+    )
+    q.add_argument(
+        "--keep-float",
+        dest="keep_float_file",
+        help="keep_float.yaml from an earlier guarded run: nodes kept in float",
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object at the end")
+    p.add_argument(
+        "--detach", action="store_true", help="start the run and print its id without waiting"
+    )
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected numbers separated by commas, got {text!r}"
+        ) from None
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one number")
+    return values
+
+
+def _config_from_args(args: argparse.Namespace, **overrides: Any) -> Any:
+    from kiln_lab.core.runconfig import RunConfig
+
+    values = {
+        "model": args.model,
+        "profile": args.profile,
+        "precision": args.precision,
+        "dataset": args.dataset,
+        "dataset_file": args.dataset_file,
+        "dataset_format": args.dataset_format,
+        "split": args.split,
+        "batch_size": args.batch_size,
+        "seq_len": args.seq_len,
+        "limit": args.limit,
+        "perf_only": args.perf_only,
+        "weights": args.weights,
+        "parity_samples": args.parity_samples,
+        "padding": args.padding,
+        "quantization": args.quantization,
+        "calibration_method": args.calibration_method,
+        "calibration_samples": args.calibration_samples,
+        "per_channel": args.per_channel,
+        "accuracy_budget": args.accuracy_budget,
+        "budget_mode": args.budget_mode,
+        "guard": args.guard,
+        "guard_samples": args.guard_samples,
+        "keep_float_file": args.keep_float_file,
+    }
+    return RunConfig(**(values | overrides))
+
+
+def _launch(config: Any, args: argparse.Namespace) -> int:
+    from kiln_lab.core.launcher import launch
+    from kiln_lab.core.stages.resolve import preflight
+    from kiln_lab.core.store import RunStore
+
+    with err.status("checking model, profile and data…"):
+        preflight(config)
+    store = RunStore()
+    run_id = launch(config, store)
+    if args.detach:
+        print_json({"run_id": run_id}) if args.json else out.print(run_id)
+        return 0
+    return follow(store, run_id, as_json=args.json)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    return _launch(_config_from_args(args), args)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    config = _config_from_args(
+        args,
+        evaluate=args.evaluate,
+        bench_batch_sizes=args.batch_sizes,
+        bench_seq_lens=args.seq_lens,
+        bench_iterations=args.iterations,
+        bench_duration_s=args.duration,
+        bench_trials=args.trials,
+        bench_warmup=args.warmup,
+        instances=args.instances,
+        processes=args.processes,
+    )
+    return _launch(config, args)
+
+
+def add_bench_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("benchmark grid")
+    g.add_argument(
+        "--batch-sizes",
+        type=_int_list,
+        default=(1, 8, 32),
+        help="comma-separated batch sizes (default 1,8,32)",
+    )
+    g.add_argument(
+        "--seq-lens",
+        type=_int_list,
+        default=(32, 64, 128),
+        help="comma-separated sequence lengths (default 32,64,128)",
+    )
+    g.add_argument("--iterations", type=int, default=20, help="timed runs per trial (default 20)")
+    g.add_argument(
+        "--duration", type=float, help="seconds per trial instead of a fixed number of iterations"
+    )
+    g.add_argument(
+        "--trials",
+        type=int,
+        default=3,
+        help="repeated trials per cell; the spread shows the noise (default 3)",
+    )
+    g.add_argument("--warmup", type=int, default=3, help="untimed warm-up runs (default 3)")
+    g.add_argument(
+        "--instances", type=int, help="concurrent sessions on threads (default: the profile's)"
+    )
+    g.add_argument(
+        "--processes",
+        type=int,
+        help="concurrent processes, each with its own session (default: the profile's)",
+    )
+    g.add_argument(
+        "--evaluate",
+        action="store_true",
+        help="also evaluate accuracy on the dataset before benchmarking",
+    )
+
+
+def follow(store: Any, run_id: str, *, as_json: bool = False, cancel_on_ctrl_c: bool = True) -> int:
+    """Show a run's events live until it ends.
+
+    Ctrl-C asks the worker to cancel (for the run this command started), or just stops
+    following (for ``kiln attach``: the run goes on).
+    """
+    from kiln_lab.tui.follow import follow_run
+
+    try:
+        status = follow_run(store, run_id, err)
+    except KeyboardInterrupt:
+        if not cancel_on_ctrl_c:
+            err.print(f"detached; {run_id} keeps running (kiln attach {run_id})")
+            return 0
+        store.request_cancel(run_id)
+        err.print(f"[yellow]cancelling {run_id}… (waiting for the current batch)[/]")
+        try:
+            status = follow_run(store, run_id, err, quiet=True)
+        except KeyboardInterrupt:
+            err.print(f"[yellow]left {run_id} to stop on its own[/]")
+            return 130
+    record = store.run(run_id)
+    if as_json:
+        print_json(_json_result(record))
+    elif record.result:
+        from kiln_lab.tui.render import result_table
+
+        out.print(result_table(RunResult.from_dict(record.result)))
+    if record.status == "succeeded":
+        return 0
+    if record.error:
+        err.print(f"[red]{record.error.get('title')}:[/] {record.error.get('message')}")
+        if record.error.get("hint"):
+            err.print(f"  fix: {record.error['hint']}")
+    return 130 if status == "cancelled" else 1
+
+
+def _json_result(record: Any) -> dict[str, Any]:
+    result = RunResult.from_dict(record.result)
+    latency = result.latency.to_dict() if result.latency else {}
+    throughput = result.throughput.to_dict() if result.throughput else {}
+
+    def section(part: Any) -> Any:
+        return part.to_dict() if part is not None else None
+
+    return {
+        "run_id": record.id,
+        "status": record.status,
+        "model": record.model,
+        "dataset": result.dataset if result.dataset is not None else record.dataset,
+        "split": result.split,
+        "profile": record.profile,
+        "runtime": result.runtime,
+        "precision": record.precision,
+        "perf_only": result.perf_only,
+        "metrics": section(result.metrics),
+        "throughput_samples_per_s": throughput.get("samples_per_s"),
+        "latency_p50_ms": latency.get("p50_ms"),
+        "latency_p99_ms": latency.get("p99_ms"),
+        "throughput": throughput,
+        "latency": latency,
+        "stages": dict(result.stages) if result.stages is not None else None,
+        "parity": section(result.parity),
+        "quantization": section(result.quantization),
+        "guard": section(result.guard),
+        "benchmark": section(result.benchmark),
+        "reference": [r.to_dict() for r in result.reference]
+        if result.reference is not None
+        else None,
+        "error": record.error,
+    }
+
+
+def cmd_attach(args: argparse.Namespace) -> int:
+    from kiln_lab.core.store import RunStore
+
+    store = RunStore()
+    record = store.run(args.run_id)
+    return follow(store, record.id, as_json=args.json, cancel_on_ctrl_c=False)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from kiln_lab.core.launcher import resume
+    from kiln_lab.core.store import RunStore
+
+    store = RunStore()
+    run_id = resume(store, store.run(args.run_id).id)
+    err.print(f"resuming {run_id}: finished batches are kept, the rest is evaluated now")
+    if args.detach:
+        return 0
+    return follow(store, run_id, as_json=args.json)
