@@ -18,7 +18,7 @@ import numpy as np
 import psutil
 
 from kiln_lab.core.data import TextExample, TokenExample
-from kiln_lab.core.encode import Encoded, PaddedBatch, label_table
+from kiln_lab.core.encode import PaddedBatch, label_table
 from kiln_lab.core.errors import Cancelled
 from kiln_lab.core.events import Event, MetricSampled, ProgressAdvanced
 from kiln_lab.core.metrics import (
@@ -29,6 +29,7 @@ from kiln_lab.core.metrics import (
     ThroughputMeter,
 )
 from kiln_lab.core.runtimes import CompiledModel
+from kiln_lab.core.tokenization import Encoded
 
 Emit = Callable[[Event], None]
 SAMPLE_INTERVAL_S = 0.25

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from kiln_lab.core.encode import Encoded
+from kiln_lab.core.tokenization import Encoded
 from kiln_lab.core.training.recipes import Recipe
 
 IGNORE_INDEX = -100

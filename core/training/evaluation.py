@@ -10,9 +10,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from kiln_lab.core.data import TextExample, TokenExample
-from kiln_lab.core.encode import decode_class, decode_tags, encode, make_batches
+from kiln_lab.core.encode import decode_class, decode_tags, make_batches
 from kiln_lab.core.metrics import score_classification, score_ner
 from kiln_lab.core.models.families import FamilySpec
+from kiln_lab.core.tokenization import encode
 
 NER_FIGURES = ("entity_f1", "entity_precision", "entity_recall", "token_accuracy")
 CLASSIFICATION_FIGURES = ("accuracy", "macro_f1")

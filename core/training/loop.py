@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 
 from kiln_lab.core.data import Dataset, load_builtin
-from kiln_lab.core.encode import Encoded, encode
 from kiln_lab.core.errors import Cancelled, ConfigError
 from kiln_lab.core.models.families import get_family
 from kiln_lab.core.paths import assets_dir
+from kiln_lab.core.tokenization import Encoded, encode
 from kiln_lab.core.training.batches import collate, epoch_order, make_optimizer, training_labels
 from kiln_lab.core.training.evaluation import evaluate, primary_metric
 from kiln_lab.core.training.recipes import Recipe

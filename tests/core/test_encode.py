@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 
 from kiln_lab.core.data import TokenExample
-from kiln_lab.core.encode import BatchEncoder, WordPieces, encode
+from kiln_lab.core.encode import BatchEncoder
 from kiln_lab.core.models.perf_tokenizer import _package_file
+from kiln_lab.core.tokenization import encode
+from kiln_lab.core.word_pieces import WordPieces
 from tests.conftest import _tiny_tokenizer
 
 SENTENCES = [
@@ -119,7 +121,7 @@ def test_word_cache_turns_itself_off_when_words_differ_in_context(
     bert, xlmr = _tiny_tokenizer("bert"), _tiny_tokenizer("xlm-roberta")
     cache = WordPieces(_Mismatched(bert, xlmr))
     examples = _examples()
-    with caplog.at_level(logging.INFO, logger="kiln_lab.core.encode"):
+    with caplog.at_level(logging.INFO, logger="kiln_lab.core.word_pieces"):
         first = cache.encode(examples, 64, list(range(len(examples))))
     assert not cache.enabled
     assert "differently in context" in caplog.text
