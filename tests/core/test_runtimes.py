@@ -101,9 +101,9 @@ def test_kiln_bench_prints_what_the_profile_parses(
     tiny_assets: Path, kiln_home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from kiln_lab.core.export import export_onnx
-    from kiln_lab.tui.commands.kiln_bench import main
     from kiln_lab.core.models import get_card, load_model
     from kiln_lab.core.toolchain import parse_figures
+    from kiln_lab.tui.commands.kiln_bench import main
 
     loaded = load_model(get_card("tiny-senti-roberta"))
     path, _ = export_onnx(

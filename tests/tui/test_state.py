@@ -13,9 +13,10 @@ from kiln_lab.core.events import LogLine, MetricSampled, RunFinished, StageFaile
 from kiln_lab.core.result import RunResult
 from kiln_lab.core.store import RunStore
 from kiln_lab.tui import format as fmt
+from kiln_lab.tui.accuracy import accuracy_table, fp32_reference, published_figure
 from kiln_lab.tui.catalogue import Catalogue, ModelEntry, ProfileEntry, Selection, default_selection
 from kiln_lab.tui.compare import compare_rows
-from kiln_lab.tui.state import RunView, accuracy_table, fp32_reference, published_figure
+from kiln_lab.tui.state import RunView
 from kiln_lab.tui.tail import split_batch, tail_run
 
 

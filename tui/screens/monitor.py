@@ -20,20 +20,14 @@ from textual.widgets import Footer
 from textual.worker import get_current_worker
 
 from kiln_lab.core.result import RunResult
+from kiln_lab.tui.accuracy import accuracy_table, fp32_reference, task_of
 from kiln_lab.tui.messages import (
     ReferenceRunsLoaded,
     RunEventsFetched,
     RunFiguresSampled,
     RunRecordLoaded,
 )
-from kiln_lab.tui.state import (
-    LEVELS,
-    REFRESH_INTERVAL_S,
-    RunView,
-    accuracy_table,
-    fp32_reference,
-    task_of,
-)
+from kiln_lab.tui.state import LEVELS, REFRESH_INTERVAL_S, RunView
 from kiln_lab.tui.tail import tail_run
 from kiln_lab.tui.widgets.accuracy_pane import AccuracyPane
 from kiln_lab.tui.widgets.log_panel import LogPanel

@@ -6,7 +6,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from kiln_lab.tui import format as fmt
-from kiln_lab.tui.state import AccuracyTable
+from kiln_lab.tui.accuracy import AccuracyTable
 from kiln_lab.tui.widgets.guard import guarded
 
 COLUMNS = (10, 7, 9, 9, 8)
