@@ -8,6 +8,9 @@ A result stored by any Kiln must still open: :meth:`RunResult.from_dict` reads a
 key as ``None`` (the stage that writes it did not run) and keeps an unknown key in
 ``extra``. :meth:`RunResult.to_dict` gives back the dict the producers write, key for key
 and in their order, so ``--json`` output and ``report.json`` read the same as before.
+
+Longer than Kiln's usual module on purpose: it is the whole result schema, the one
+place each key is spelled; split, a reader would hunt across files for a field.
 """
 
 from __future__ import annotations

@@ -5,6 +5,10 @@ and one writer work at once, a busy timeout absorbs short write contention, and 
 write is its own short transaction so a killed worker loses nothing already emitted.
 The file carries an application id and a schema version so Kiln never mistakes (or
 overwrites) a foreign or corrupt database.
+
+Longer than Kiln's usual module on purpose: it is one class over one SQLite
+connection, and its locking, transactions and schema checks must be read together;
+every method is one short transaction.
 """
 
 from __future__ import annotations
