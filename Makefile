@@ -15,7 +15,7 @@ help:
 	@echo "make run       set up (first time) and open the Kiln app"
 	@echo "make test      set up (first time) and run the fast test suite"
 	@echo "make test-all  every test, including the slow ones"
-	@echo "make contracts the import contracts (core never imports the UI)"
+	@echo "make contracts the import contracts (core headless, no import cycles)"
 	@echo "make lint      ruff check + format check + import contracts"
 	@echo "make bench     the benchmarks in bench/"
 	@echo "make wheel     dist/kiln_lab-*.whl, to install Kiln outside the checkout"
