@@ -98,6 +98,16 @@ class RuntimeFailure(KilnError):
     title = "Runtime failed"
 
 
+class ToolOutputError(RuntimeFailure):
+    """An inference tool's output files are missing, extra, unreadable or misshapen.
+
+    Raised instead of scoring whatever happens to be there: a silent zero or a shifted
+    file would pass as a (wrong) accuracy figure.
+    """
+
+    title = "Inference tool output unusable"
+
+
 class StoreError(KilnError):
     title = "Run store problem"
 
