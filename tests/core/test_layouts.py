@@ -31,6 +31,7 @@ COUNT = 12
 ROWS, SEQ, LABELS = 2, 5, 3
 NAMES = ("input_ids", "attention_mask")
 HAS_POLYGRAPHY = importlib.util.find_spec("polygraphy") is not None
+POLYGRAPHY_MAIN = "import sys; from polygraphy.tools import main; sys.exit(main())"
 needs_polygraphy = pytest.mark.skipif(
     not HAS_POLYGRAPHY, reason="polygraphy is not installed (pip install polygraphy)"
 )
@@ -57,10 +58,7 @@ def natural_sort(paths: list[str]) -> list[str]:
 
 
 def logits(index: int, shape: tuple[int, ...]) -> np.ndarray:
-    return (
-        np.full(shape, float(index), dtype=np.float32)
-        + np.arange(np.prod(shape), dtype=np.float32).reshape(shape) / 100
-    )
+    return index + np.arange(np.prod(shape), dtype=np.float32).reshape(shape) / 100
 
 
 # -- the registry ----------------------------------------------------------------------
@@ -264,12 +262,8 @@ def polygraphy_run(
     work = tmp_path_factory.mktemp("polygraphy")
     items = make_items(ROWS)
     tool_input = layout.write_inputs(work / "inputs", items, NAMES)
-    script = Path(sys.executable).with_name("polygraphy")
-    program = (
-        [str(script)]
-        if script.exists()
-        else [sys.executable, "-c", "import sys; from polygraphy.tools import main; main()"]
-    )
+    script = Path(sys.executable).with_name("polygraphy")  # its console script
+    program = [str(script)] if script.exists() else [sys.executable, "-c", POLYGRAPHY_MAIN]
     command = [*program, "run", str(tiny_onnx), "--onnxrt", "--load-inputs", tool_input]
     command += ["--save-outputs", layout.output_path(work / "outputs")]
     done = subprocess.run(command, capture_output=True, text=True, timeout=120)
@@ -296,20 +290,6 @@ def test_polygraphy_outputs_match_onnxruntime(polygraphy_run, tiny_onnx: Path) -
 # -- damaged outputs: a clear error naming the file ------------------------------------
 
 
-def _npz_dir(tmp_path: Path) -> Path:
-    vamp_outputs(tmp_path / "out")
-    return tmp_path / "out"
-
-
-def _ais_dir(tmp_path: Path) -> Path:
-    ais_bench_outputs(tmp_path / "out")
-    return tmp_path / "out"
-
-
-def _polygraphy_dir(tmp_path: Path, polygraphy_run) -> Path:  # type: ignore[no-untyped-def]
-    return Path(shutil.copytree(polygraphy_run[0], tmp_path / "out"))
-
-
 SETUPS = {
     "npz-list": ("000005.npz", "000012.npz", "output_7"),
     "ais-bench": ("000005_0.npy", "000012_0.npy", "x"),
@@ -320,15 +300,12 @@ SETUPS = {
 @pytest.fixture(params=list(SETUPS))
 def damaged(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, Path, Path]:
     """(layout name, the directory read_outputs takes, the folder the files are in)."""
-    name = request.param
+    name, directory = request.param, tmp_path / "out"
     if name == "polygraphy-json":
-        if not HAS_POLYGRAPHY:
-            pytest.skip("polygraphy is not installed (pip install polygraphy)")
-        directory = _polygraphy_dir(tmp_path, request.getfixturevalue("polygraphy_run"))
+        shutil.copytree(request.getfixturevalue("polygraphy_run")[0], directory)
     else:
-        directory = (_npz_dir if name == "npz-list" else _ais_dir)(tmp_path)
-    folder = get_layout(name).output_folder(directory)
-    return name, directory, folder
+        (vamp_outputs if name == "npz-list" else ais_bench_outputs)(directory)
+    return name, directory, get_layout(name).output_folder(directory)
 
 
 def _raises_naming(name: str, directory: Path, file: str, **kwargs: object) -> str:
