@@ -35,6 +35,9 @@ PLACEHOLDERS: dict[str, str] = {
     "processes": "concurrent processes from the profile",
     "device_id": "accelerator index (KILN_DEVICE_ID, default 0)",
     "iterations": "timed iterations for the benchmark step",
+    "infer_input": "the infer step's inputs, in its layout: the data list (npz-list), "
+    "the input directories comma-separated (ais-bench), or the directory (polygraphy-json)",
+    "infer_output": "the directory the infer step writes its outputs into",
     "warmup": "untimed warm-up iterations for the benchmark step",
     "input_names": "model input names, comma-separated",
     "input_shape": "name:batch,seq_len per input, ';'-separated (Ascend's --input_shape)",

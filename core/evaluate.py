@@ -10,7 +10,7 @@ import base64
 import functools
 import itertools
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -253,6 +253,15 @@ class _Scorer:
         return self.running.snapshot().to_dict()
 
 
+def _groups(
+    batches: Iterable[tuple[PaddedBatch, Sequence[Encoded]]], size: int
+) -> Iterator[list[tuple[PaddedBatch, Sequence[Encoded]]]]:
+    """Batches in groups of ``size`` (the model's ``batches_per_call``), as they come."""
+    iterator = iter(batches)
+    while group := list(itertools.islice(iterator, size)):
+        yield group
+
+
 def evaluate(
     compiled: CompiledModel,
     batches: Iterable[tuple[PaddedBatch, Sequence[Encoded]]],
@@ -297,7 +306,7 @@ def evaluate(
         emit(MetricSampled(stage, "resources", resources.sample()))
 
     try:
-        for batch, encoded in batches:
+        for group in _groups(batches, compiled.batches_per_call):
             if cancelled():
                 publish()
                 raise Cancelled(
@@ -305,14 +314,19 @@ def evaluate(
                     hint="partial figures and events are kept in the run store",
                 )
             start = clock()
-            logits = compiled.run(batch.arrays)
-            latency.add(clock() - start)
-            meter.add(batch.size, batch.real_tokens, batch.padded_tokens)
-            scorer.submit(batch, encoded, logits, next(numbering))
-            truncated += sum(1 for e in encoded if e.truncated)
-            done += batch.size
+            if len(group) == 1:
+                outputs = [compiled.run(group[0][0].arrays)]
+            else:
+                outputs = compiled.run_many([batch.arrays for batch, _ in group])
+            each = (clock() - start) / len(group)
+            for (batch, encoded), logits in zip(group, outputs, strict=True):
+                latency.add(each)
+                meter.add(batch.size, batch.real_tokens, batch.padded_tokens)
+                scorer.submit(batch, encoded, logits, next(numbering))
+                truncated += sum(1 for e in encoded if e.truncated)
+                done += batch.size
             now = clock()
-            if now - last_emit >= SAMPLE_INTERVAL_S:
+            if now - last_emit >= SAMPLE_INTERVAL_S or len(group) > 1:
                 last_emit = now
                 publish()
     finally:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
@@ -20,6 +21,8 @@ from kiln_lab.core.runtimes import CompiledModel
 PRECISION_SCALE = {"fp32": 1.0, "bf16": 100.0, "fp16": 30.0, "int8": 300.0}
 # Prediction agreement under which the verdict is "fail" rather than "warn".
 FAIL_AGREEMENT = 0.99
+SHOWN_DISAGREEMENTS = 5
+"""How many disagreeing examples a report names (enough to look at, not a dump)."""
 
 
 @dataclass(frozen=True)
@@ -32,8 +35,10 @@ class ParityReport:
     agreement: float
     tolerance: float
     status: str
+    disagreeing: tuple[int, ...] = ()
+    """The first examples (their indices in the split) whose prediction differs."""
 
-    def to_dict(self) -> dict[str, float | int | str]:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -46,18 +51,24 @@ def compare(
     tolerance: float,
 ) -> ParityReport:
     ref_rows, cand_rows = [], []
+    disagreeing: list[int] = []
     samples = 0
-    for batch in batches:
+    # One call for every batch: a vendor tool pays its start-up once, not per batch.
+    candidates = candidate.run_many([batch.arrays for batch in batches])
+    for batch, logits in zip(batches, candidates, strict=True):
         rows = batch.size  # static-shape batches carry padding rows: compare real ones
         ref = reference.run(batch.arrays).astype(np.float64)[:rows]
-        cand = candidate.run(batch.arrays).astype(np.float64)[:rows]
+        cand = logits.astype(np.float64)[:rows]
+        differs = ref.argmax(-1) != cand.argmax(-1)
         if token_level:
             mask = batch.arrays["attention_mask"][:rows].astype(bool)
+            differs = (differs & mask).any(axis=1)
             ref_rows.append(ref[mask])
             cand_rows.append(cand[mask])
         else:
             ref_rows.append(ref)
             cand_rows.append(cand)
+        disagreeing += [batch.indices[r] for r in np.flatnonzero(differs)]
         samples += batch.size
     ref_all = np.concatenate(ref_rows)
     cand_all = np.concatenate(cand_rows)
@@ -84,4 +95,5 @@ def compare(
         agreement=agreement,
         tolerance=tolerance,
         status=status,
+        disagreeing=tuple(int(i) for i in disagreeing[:SHOWN_DISAGREEMENTS]),
     )

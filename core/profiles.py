@@ -247,20 +247,92 @@ class BenchmarkStep(ToolStep):
         return self
 
 
+class InferInputs(FrozenConfig):
+    """How the infer tool wants its inputs written (one module per layout: core/layouts)."""
+
+    layout: Literal["npz-list", "ais-bench", "polygraphy-json"]
+    """npz-list: one .npz per sample and a data list (VastAI vsx / vamp); ais-bench: one
+    directory per model input, one file per batch (Ascend ais_bench); polygraphy-json: one
+    JSON file per batch (``polygraphy run --load-inputs``)."""
+    dtype: Literal["int32", "int64"] = "int64"
+    keys: Literal["names", "indexed"] = "names"
+    """Array names: the model's input names, or input_0, input_1, ... in input order."""
+    file_format: Literal["npy", "bin"] = "npy"
+    """ais-bench only: .npy files, or raw .bin (the shape comes from the compiled model)."""
+    full_length: bool = False
+    """Pad every sample to the run's sequence length even without ``static_shapes``: for
+    builds whose batch may vary but whose sequence length is fixed (MagicMind's)."""
+
+
+class InferOutputs(FrozenConfig):
+    """How to read the infer tool's outputs back (always by file name, never by order)."""
+
+    key: str | None = None
+    """The output holding the logits (an .npz key, a Polygraphy output name); None: the
+    only or first one."""
+    file_format: Literal["npy", "bin"] = "npy"
+    """ais-bench only: ``--outfmt NPY`` or ``BIN``."""
+
+
+class InferStep(ToolStep):
+    """Runs the compiled model over files: Kiln writes the inputs, reads the outputs back
+    and scores them itself, so accuracy is measured on the device, through its own tool."""
+
+    inputs: InferInputs
+    outputs: InferOutputs = InferOutputs()
+    batches_per_call: int = Field(default=16, ge=1)
+    """Batches written per tool run: fewer tool start-ups, or livelier figures."""
+
+    @model_validator(mode="after")
+    def _reads_and_writes_files(self) -> InferStep:
+        names = self.placeholders()
+        missing = [n for n in ("infer_input", "infer_output") if n not in names]
+        if missing:
+            raise ValueError(
+                "the infer command must name "
+                + " and ".join(f"{{{n}}}" for n in missing)
+                + " (where Kiln writes the inputs and where the tool writes its outputs)"
+            )
+        if not names & set(COMPILE_OUTPUTS):
+            raise ValueError("the infer command never names the compiled model: use {output}")
+        return self
+
+
 class Toolchain(FrozenConfig):
     """An external compiler and benchmark tool (vendor SDKs, command-line programs)."""
 
     compile: CompileStep
     benchmark: BenchmarkStep | None = None
-    evaluate_with: Literal["onnxruntime", "openvino", "paddle", "none"] = "none"
-    """How Kiln runs the compiled artifact for parity and accuracy; ``none``: only the
-    vendor tool can run it, so accuracy needs the device (and its own evaluation)."""
+    infer: InferStep | None = None
+    """The vendor's own inference tool, run over files for parity and accuracy."""
+    evaluate_with: Literal["infer", "onnxruntime", "openvino", "paddle", "none"] = "none"
+    """How Kiln runs the compiled artifact for parity and accuracy: ``infer`` through the
+    tool (the default when there is an ``infer`` step), a local runtime that reads the
+    artifact, or ``none``: only speed is measured."""
     precision_values: dict[Precision, str] = {}
     """How the tool spells each precision in ``{precision}`` (default: fp32, fp16, ...)."""
     precision_args: dict[Precision, tuple[Argument, ...]] = {}
     """Extra compile arguments appended for one precision (e.g. int8's calibration flags)."""
     calibration_keys: Literal["names", "indexed"] = "names"
     """Array names in each calibration .npz: the input names, or input_0, input_1, ..."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _infer_by_default(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("infer") and "evaluate_with" not in data:
+            return {**data, "evaluate_with": "infer"}
+        return data
+
+    @model_validator(mode="after")
+    def _infer_needs_its_step(self) -> Toolchain:
+        if self.evaluate_with == "infer" and self.infer is None:
+            raise ValueError("evaluate_with: infer needs an infer step (command, inputs)")
+        if self.infer is not None and self.evaluate_with != "infer":
+            raise ValueError(
+                f"an infer step is given but evaluate_with is {self.evaluate_with!r}: "
+                "drop evaluate_with (it defaults to infer) or the infer step"
+            )
+        return self
 
     def compile_placeholders(self, precision: str | None = None) -> set[str]:
         names = self.compile.placeholders()

@@ -217,6 +217,10 @@ class Parity(_Part):
     tolerance: float | None = None
     status: str | None = None
     """``pass``, ``warn`` or ``fail``."""
+    disagreeing: tuple[int, ...] | None = None
+    """The first examples (indices in the split) whose prediction differs."""
+
+    _PARSE = {"disagreeing": _sequence}
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,7 @@ __all__ = [
     "compile_with_tool",
     "parse_figures",
     "run_external_benchmark",
+    "run_infer_tool",
     "run_tool",
     "write_calibration",
 ]
@@ -225,6 +226,52 @@ def compile_with_tool(
     return CompileResult(
         artifact, out_dir, False, argv, _outputs(step, out_dir, artifact), run.duration_s
     )
+
+
+def run_infer_tool(
+    profile: Any,
+    artifact: Path,
+    *,
+    infer_input: str,
+    infer_output: str,
+    work_dir: Path,
+    batch_size: int,
+    seq_len: int,
+    precision: str,
+    input_names: tuple[str, ...],
+    model_name: str = "",
+    output_dir: Path | None = None,
+    cancelled: Callable[[], bool] = lambda: False,
+) -> ToolRun:
+    """Run the profile's infer command once over inputs already written in its layout.
+
+    The tool's lines stream into the run's log as they come; a non-zero exit is a
+    :class:`ToolFailed` with the command and its last lines.
+    """
+    step = profile.toolchain.infer
+    defaults = profile.defaults
+    context = ToolContext(
+        precision=precision,
+        batch_size=batch_size,
+        seq_len=seq_len,
+        input_names=input_names,
+        model_name=model_name,
+        threads=defaults.intra_op_threads,
+        instances=defaults.instances,
+        processes=defaults.processes,
+    )
+    values = context.values(profile) | {
+        "output": str(artifact),
+        "output_dir": str(output_dir or artifact.parent),
+        "output_stem": str(artifact.with_suffix("")),
+        "infer_input": infer_input,
+        "infer_output": infer_output,
+    }
+    argv = _rendered(step.command, values, input_names)
+    env = {k: _render_text(v, values, f"env {k}") for k, v in step.env.items()}
+    for name, template in step.files.items():
+        (work_dir / name).write_text(_render_text(template, values, f"file {name}"))
+    return run_tool(argv, cwd=work_dir, env=env, timeout_s=step.timeout_s, cancelled=cancelled)
 
 
 def _rendered(arguments: Sequence[Any], values: Mapping[str, Any], inputs: Sequence[str]) -> list:

@@ -104,6 +104,14 @@ class CompiledModel(ABC):
         """Threads, providers and other knobs, recorded with each run for reproducibility."""
         return {}
 
+    batches_per_call: int = 1
+    """Batches worth handing over at once (:meth:`run_many`): a tool that runs over files
+    pays its start-up per call, an in-process session nothing."""
+
+    def run_many(self, batches: Sequence[Batch]) -> list[np.ndarray]:
+        """Logits for several batches; the same as :meth:`run` on each, by default."""
+        return [self.run(batch) for batch in batches]
+
     def new_instance(self) -> CompiledModel:
         """Another instance for a multi-instance benchmark; runtimes whose sessions are not
         safe to share return a fresh one, the rest share this one."""
@@ -200,6 +208,8 @@ class BuildRequest:
     batch_size: int
     seq_len: int
     model_name: str = ""
+    task: str = ""
+    """The card's task: token-classification logits have a sequence axis."""
     calibration: Callable[[int], list[dict[str, np.ndarray]]] | None = None
     """Calibration samples padded to the given sequence length, asked for only if used."""
     cancelled: Callable[[], bool] = lambda: False

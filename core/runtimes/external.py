@@ -25,6 +25,7 @@ from kiln_lab.core.runtimes.base import (
     BuildRequest,
     Built,
     CompiledModel,
+    Conversion,
     Runtime,
 )
 from kiln_lab.core.runtimes.onnxruntime import OnnxRuntimeRuntime
@@ -102,6 +103,18 @@ class ExternalRuntime(Runtime):
     def exports(self, profile: Profile) -> tuple[str, ...]:
         return profile.toolchain.model_inputs()
 
+    def conversion(self, profile: Profile, precision: str) -> Conversion:
+        found = super().conversion(profile, precision)
+        if precision != "int8":
+            return found
+        # The guard's repair recompiles with chosen layers in float: Kiln cannot say that
+        # in a vendor compiler's own syntax yet, so int8 is measured but not repaired.
+        return Conversion(
+            None,
+            f"{found.reason}; the accuracy guard cannot recompile through the vendor's tool, "
+            "so int8 accuracy is measured (with evaluate_with) but not repaired",
+        )
+
     def build(self, request: BuildRequest) -> Built:
         from kiln_lab.core.toolchain import compile_with_tool
 
@@ -136,8 +149,26 @@ class ExternalRuntime(Runtime):
             "processes": profile.defaults.processes,
         }
         evaluate_with = profile.toolchain.evaluate_with
+        if evaluate_with == "infer":
+            from kiln_lab.core.runtimes.infer_tool import ToolInferModel
+
+            config = request.reference.config
+            model: CompiledModel = ToolInferModel(
+                profile,
+                result.artifact,
+                input_names=request.input_names,
+                batch_size=request.batch_size,
+                seq_len=request.seq_len,
+                precision=request.precision,
+                token_level=request.task == "token-classification",
+                num_labels=int(config.num_labels),
+                model_name=request.model_name,
+                output_dir=result.output_dir,
+                cancelled=request.cancelled,
+            )
+            return Built(model, result.artifact, toolchain)
         if evaluate_with == "none":
-            model: CompiledModel = ToolOnlyModel(result.artifact, profile.name, settings)
+            model = ToolOnlyModel(result.artifact, profile.name, settings)
             return Built(model, result.artifact, toolchain)
         model = EVALUATORS[evaluate_with].open(
             result.artifact,

@@ -56,6 +56,7 @@ def run(ctx: StageContext, resolved: Resolved, loaded: Loaded, graphs: Graphs) -
             batch_size=resolved.batch_size,
             seq_len=resolved.seq_len,
             model_name=resolved.card.name,
+            task=resolved.card.task,
             calibration=lambda seq_len: calibration_samples(config, resolved, loaded, seq_len),
             cancelled=ctx.cancelled,
             emit=ctx.emit,

@@ -61,4 +61,11 @@ def run(
             report.cosine,
             report.agreement,
         )
+        if report.disagreeing:
+            log.warning(
+                "predictions differ from the reference on examples %s (indices in %s/%s)",
+                ", ".join(map(str, report.disagreeing)),
+                resolved.dataset.name,
+                resolved.split.name,
+            )
     return report

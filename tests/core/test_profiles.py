@@ -20,6 +20,8 @@ SHIPPED = {
     "cpu-onnxruntime",
     "cpu-openvino",
     "cpu-external-ort",
+    "cpu-polygraphy",
+    "cuda-polygraphy-trt",
     "cuda-torch",
     "cuda-onnxruntime",
     "cuda-tensorrt",
