@@ -66,7 +66,7 @@ class ToolInferModel(CompiledModel):
         self.model_name = model_name
         self.cancelled = cancelled
         self.batches_per_call = self.step.batches_per_call
-        self.tool = Path(str(self.step.command[0])).name
+        self.tool = _tool_name(self.step.command, self.layout.tool)
         self.description = f"{profile.name}: {self.tool} over {self.layout.name} files"
 
     def run(self, batch: Batch) -> np.ndarray:
@@ -181,3 +181,15 @@ class ToolInferModel(CompiledModel):
             "batches_per_call": self.batches_per_call,
             "static_shape": [self.batch_size, self.seq_len] if self.static else None,
         }
+
+
+def _tool_name(command: Sequence[object], layout_tool: str) -> str:
+    """What to call the tool: the program, or the module Kiln's Python runs (``-m``);
+    for inline Python (``-c``), the tool the layout is written for."""
+    first = str(command[0])
+    python = first == "{python}" or Path(first).name.startswith("python")
+    if not python or len(command) < 2:
+        return Path(first).name
+    if str(command[1]) == "-m" and len(command) > 2:
+        return str(command[2]).rsplit(".", 1)[-1]
+    return layout_tool
