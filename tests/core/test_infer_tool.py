@@ -151,3 +151,14 @@ def test_sigkill_during_infer_then_resume_equals_uninterrupted(
     assert record.status == "succeeded", record.error
     whole = run_pipeline(config, "whole", lambda e: None)
     assert record.result["metrics"] == whole["metrics"]
+
+
+def test_the_run_names_the_tool_not_its_interpreter() -> None:
+    from kiln_lab.core.runtimes.infer_tool import _tool_name
+
+    assert _tool_name(["{python}", "-c", "...", "run"], "polygraphy run") == "polygraphy run"
+    assert _tool_name(["{python}", "-m", "kiln_lab.tui.commands.magicmind_infer"], "x") == (
+        "magicmind_infer"
+    )
+    assert _tool_name(["python3", "-m", "ais_bench", "--model"], "x") == "ais_bench"
+    assert _tool_name(["vamp", "-m", "{output_stem}"], "vamp / vsx") == "vamp"
