@@ -19,7 +19,7 @@ from kiln_lab.core.commandline import COMPILE_OUTPUTS, MODEL_INPUTS, check_place
 from kiln_lab.core.configfile import FrozenConfig, find_config, load_config
 from kiln_lab.core.errors import ConfigError, KilnError, ToolchainMissing
 from kiln_lab.core.paths import profiles_dir
-from kiln_lab.core.runconfig import CalibrationMethod, Precision, QuantizationKind
+from kiln_lab.core.runconfig import MIN_SEQ_LEN, CalibrationMethod, Precision, QuantizationKind
 
 RuntimeName = Literal["torch", "torchscript", "onnxruntime", "openvino", "external"]
 Device = Literal["cpu", "cuda", "ascend-npu", "cambricon-mlu", "vastai-vacc"]
@@ -106,7 +106,7 @@ class Detection(FrozenConfig):
 
 class Defaults(FrozenConfig):
     batch_size: int = Field(default=32, ge=1)
-    seq_len: int | None = Field(default=None, ge=8)
+    seq_len: int | None = Field(default=None, ge=MIN_SEQ_LEN)
     """None: the card's max_seq_len."""
     intra_op_threads: int | None = Field(default=None, ge=1)
     """None: the runtime's default (all physical cores)."""

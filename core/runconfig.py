@@ -22,6 +22,35 @@ CALIBRATION_METHODS: tuple[str, ...] = get_args(CalibrationMethod)
 BudgetMode = Literal["absolute", "relative"]
 BUDGET_MODES: tuple[str, ...] = get_args(BudgetMode)
 
+MIN_SEQ_LEN = 8
+"""The shortest sequence length a run accepts (as profiles' ``defaults.seq_len``).
+
+A sentence pair spends up to four positions on special tokens (RoBERTa's
+``<s> a </s></s> b </s>``), and below the special-token count Hugging Face tokenizers
+skip truncation altogether, so a smaller value would be recorded but not applied.
+"""
+INT8_ONLY = (
+    "quantization",
+    "calibration_method",
+    "calibration_samples",
+    "per_channel",
+    "keep_float_file",
+)
+"""Options that only an int8 build reads, whose default is None (= the profile's)."""
+CALIBRATION_ONLY = ("calibration_method", "calibration_samples")
+"""Options that only static int8 reads: dynamic int8 has no calibration pass."""
+
+
+def option_flag(name: str) -> str:
+    """A config field's command-line spelling, for messages: keep_float_file -> --keep-float."""
+    return "--" + name.replace("_", "-").removesuffix("-file")
+
+
+def options_apply(names: list[str]) -> str:
+    """ "--a applies" or "--a, --b apply": the start of a refusal naming given options."""
+    flags = ", ".join(map(option_flag, names))
+    return f"{flags} {'applies' if len(names) == 1 else 'apply'}"
+
 
 def _one_of(choices: tuple[str, ...]) -> str:
     return ", ".join(choices[:-1]) + " or " + choices[-1]
@@ -86,6 +115,23 @@ class RunConfig:
                 "a dataset file needs its format",
                 hint="add --format bio|tsv|xnli",
             )
+        if self.dataset_format and not self.dataset_file:
+            raise ConfigError(
+                f"--format {self.dataset_format} applies only to --dataset-file",
+                hint="drop --format, or give the file with --dataset-file",
+            )
+        if self.perf_only and self.weights:
+            raise ConfigError(
+                "--weights has no effect on a performance-only run (random weights)",
+                hint="drop --perf-only to evaluate these weights, or drop --weights",
+            )
+        if self.seq_len is not None and self.seq_len < MIN_SEQ_LEN:
+            raise ConfigError(
+                f"seq-len must be at least {MIN_SEQ_LEN}, got {self.seq_len}",
+                hint=f"use --seq-len {MIN_SEQ_LEN} or more: special tokens alone take up "
+                "to 4 positions",
+            )
+        self._refuse_ignored_int8_options()
         if self.split not in SPLITS:
             raise ConfigError(f"unknown split {self.split!r}", hint=f"use one of {SPLITS}")
         if self.padding not in PADDINGS:
@@ -123,12 +169,35 @@ class RunConfig:
             "calibration_samples",
             "guard_samples",
             "bench_trials",
+            "bench_iterations",
             "instances",
             "processes",
         ):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"{name.replace('_', '-')} must be at least 1, got {value}")
+        if self.bench_warmup < 0:
+            raise ConfigError(f"warmup cannot be negative, got {self.bench_warmup}")
+
+    def _refuse_ignored_int8_options(self) -> None:
+        """int8 options given to a build that never reads them are refused, not dropped.
+
+        An operator who asks for ``--calibration-method entropy`` on an fp32 or a dynamic
+        int8 run would otherwise find it recorded in the run yet without any effect.
+        """
+        given = [name for name in INT8_ONLY if getattr(self, name) is not None]
+        if self.precision != "int8" and given:
+            raise ConfigError(
+                f"{options_apply(given)} only to --precision int8, not {self.precision}",
+                hint="add --precision int8, or drop the int8 options",
+            )
+        calibration = [name for name in CALIBRATION_ONLY if getattr(self, name) is not None]
+        if self.quantization == "dynamic" and calibration:
+            raise ConfigError(
+                f"{options_apply(calibration)} only to static int8; dynamic "
+                "int8 has no calibration pass",
+                hint="use --quantization static, or drop the calibration options",
+            )
 
     @property
     def dataset_label(self) -> str:

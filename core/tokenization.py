@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from kiln_lab.core.data import TextExample, TokenExample
+from kiln_lab.core.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -34,12 +35,28 @@ class Encoded:
         return int(self.input_ids.shape[0])
 
 
+def _require_room(tokenizer: Any, seq_len: int, *, pair: bool) -> None:
+    """Refuse a length that leaves no room for a token after the special tokens.
+
+    Below that, Hugging Face tokenizers log an error and do not truncate at all, so the
+    run would be recorded at ``seq_len`` while the model saw whole sentences.
+    """
+    special = int(tokenizer.num_special_tokens_to_add(pair=pair))
+    if seq_len <= special:
+        raise ConfigError(
+            f"sequence length {seq_len} leaves no room for text: the tokenizer adds "
+            f"{special} special tokens",
+            hint=f"use a sequence length of at least {special + 1}",
+        )
+
+
 def encode(
     examples: Sequence[TokenExample | TextExample], tokenizer: Any, task: str, seq_len: int
 ) -> list[Encoded]:
     """Tokenise every example (fast tokenizers do the whole list in one call)."""
     if not examples:
         return []
+    _require_room(tokenizer, seq_len, pair=any(getattr(ex, "text_pair", None) for ex in examples))
     if task == "token-classification":
         words = [list(ex.tokens) for ex in examples]  # type: ignore[union-attr]
         out = tokenizer(

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kiln_lab.core.errors import ConfigError, DataError, LabelMismatch
-from kiln_lab.core.runconfig import RunConfig
+from kiln_lab.core.runconfig import CALIBRATION_ONLY, RunConfig, options_apply
 from kiln_lab.core.runtimes import Runtime, get_runtime
 from kiln_lab.core.stages.context import StageContext
 
@@ -60,6 +60,7 @@ def preflight(cfg: RunConfig) -> Resolved:
     profile = get_profile(cfg.profile)
     require_available(profile)
     profile.require_precision(cfg.precision)
+    _refuse_calibration_for_dynamic(cfg, profile)
     if cfg.dataset_file:
         dataset = read_file(Path(cfg.dataset_file), cfg.dataset_format, card.labels)
         split = dataset.split("file")
@@ -124,6 +125,22 @@ def run(ctx: StageContext) -> Resolved:
             split.name,
         )
     return found
+
+
+def _refuse_calibration_for_dynamic(cfg: RunConfig, profile: Profile) -> None:
+    """Calibration options on a profile whose int8 is dynamic would be read by nothing.
+
+    ``RunConfig`` refuses them with an explicit ``--quantization dynamic``; only here is
+    the profile's own default known.
+    """
+    method = cfg.quantization or profile.int8.method
+    given = [name for name in CALIBRATION_ONLY if getattr(cfg, name) is not None]
+    if cfg.precision == "int8" and method == "dynamic" and given:
+        raise ConfigError(
+            f"{options_apply(given)} only to static int8; profile "
+            f"{profile.name} builds dynamic int8, which has no calibration pass",
+            hint="add --quantization static, or drop the calibration options",
+        )
 
 
 def check_dataset_labels(card: ModelCard, dataset: Dataset) -> None:

@@ -40,7 +40,6 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--split",
-        default="test",
         choices=("train", "dev", "test"),
         help="split of a built-in dataset (default test)",
     )
@@ -91,25 +90,23 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     q.add_argument(
         "--accuracy-budget",
         type=float,
-        default=1.0,
         help="largest metric drop int8 may cost vs fp32 (default 1.0)",
     )
     q.add_argument(
         "--budget-mode",
         choices=BUDGET_MODES,
-        default="absolute",
         help="budget in points of the metric, or percent of the fp32 figure",
     )
     q.add_argument(
         "--no-guard",
         dest="guard",
         action="store_false",
+        default=None,
         help="skip the accuracy guard (no check against fp32 on the dev split)",
     )
     q.add_argument(
         "--guard-samples",
         type=int,
-        default=400,
         help="dev-split samples the guard scores on (default 400)",
     )
     q.add_argument(
@@ -135,9 +132,58 @@ def _int_list(text: str) -> tuple[int, ...]:
     return values
 
 
+GUARD_OPTIONS = ("accuracy_budget", "budget_mode", "guard_samples")
+"""Options only the int8 accuracy guard reads; argparse leaves them None when not given."""
+
+
+def _refuse_ignored_options(args: argparse.Namespace) -> None:
+    """Options that this combination would accept and then never read are refused.
+
+    Their argparse defaults are None so that "not given" can be told from "given the
+    default"; RunConfig then fills in its own defaults. Checks that need only the config
+    itself live in ``RunConfig``; these need to know what the operator typed.
+    """
+    from kiln_lab.core.errors import ConfigError
+    from kiln_lab.core.runconfig import option_flag, options_apply
+
+    if args.split is not None and args.dataset_file:
+        raise ConfigError(
+            "--split picks a split of a built-in dataset; a --dataset-file is read whole",
+            hint="drop --split, or use --dataset instead of --dataset-file",
+        )
+    guard_given = [name for name in GUARD_OPTIONS if getattr(args, name) is not None]
+    if guard_given and args.precision != "int8":
+        raise ConfigError(
+            f"{options_apply(guard_given)} only to --precision int8, not {args.precision}",
+            hint="add --precision int8, or drop the int8 options",
+        )
+    if args.guard is False and args.precision != "int8":
+        raise ConfigError(
+            f"--no-guard only applies to --precision int8, not {args.precision}",
+            hint="drop --no-guard",
+        )
+    if guard_given and (args.guard is False or args.perf_only):
+        reason = "--no-guard" if args.guard is False else "--perf-only (no accuracy to guard)"
+        raise ConfigError(
+            f"{', '.join(map(option_flag, guard_given))} tune the accuracy guard, which "
+            f"{reason} turns off",
+            hint="drop them, or run with the guard",
+        )
+    if (
+        getattr(args, "duration", None) is not None
+        and getattr(args, "iterations", None) is not None
+    ):
+        raise ConfigError(
+            "--iterations and --duration both size a trial; give one",
+            hint="--duration S runs each trial for S seconds; --iterations N for N runs",
+        )
+
+
 def _config_from_args(args: argparse.Namespace, **overrides: Any) -> Any:
+    """The RunConfig for these options; options that would have no effect are refused."""
     from kiln_lab.core.runconfig import RunConfig
 
+    _refuse_ignored_options(args)
     values = {
         "model": args.model,
         "profile": args.profile,
@@ -145,7 +191,7 @@ def _config_from_args(args: argparse.Namespace, **overrides: Any) -> Any:
         "dataset": args.dataset,
         "dataset_file": args.dataset_file,
         "dataset_format": args.dataset_format,
-        "split": args.split,
+        "split": args.split or "test",
         "batch_size": args.batch_size,
         "seq_len": args.seq_len,
         "limit": args.limit,
@@ -163,7 +209,8 @@ def _config_from_args(args: argparse.Namespace, **overrides: Any) -> Any:
         "guard_samples": args.guard_samples,
         "keep_float_file": args.keep_float_file,
     }
-    return RunConfig(**(values | overrides))
+    given = {k: v for k, v in values.items() if k not in (*GUARD_OPTIONS, "guard") or v is not None}
+    return RunConfig(**(given | overrides))
 
 
 def _launch(config: Any, args: argparse.Namespace) -> int:
@@ -191,7 +238,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         evaluate=args.evaluate,
         bench_batch_sizes=args.batch_sizes,
         bench_seq_lens=args.seq_lens,
-        bench_iterations=args.iterations,
+        bench_iterations=20 if args.iterations is None else args.iterations,
         bench_duration_s=args.duration,
         bench_trials=args.trials,
         bench_warmup=args.warmup,
@@ -215,7 +262,7 @@ def add_bench_options(p: argparse.ArgumentParser) -> None:
         default=(32, 64, 128),
         help="comma-separated sequence lengths (default 32,64,128)",
     )
-    g.add_argument("--iterations", type=int, default=20, help="timed runs per trial (default 20)")
+    g.add_argument("--iterations", type=int, help="timed runs per trial (default 20)")
     g.add_argument(
         "--duration", type=float, help="seconds per trial instead of a fixed number of iterations"
     )
