@@ -194,10 +194,22 @@ class _Scorer:
             truth = [self._truth(i) for i in indices]
             for index, pred in zip(indices, preds, strict=True):
                 self.predictions[index] = pred
-            if self.score:
+            if self.score and isinstance(self.running, RunningNer):
+                self.running.update(truth, preds, self._unseen(completed[number]))
+            elif self.score:
                 self.running.update(truth, preds)
             samples += len(indices)
         return samples
+
+    @staticmethod
+    def _unseen(entry: dict[str, Any]) -> np.ndarray | None:
+        """A packed NER checkpoint's truncated words: the trailing ``O`` of its tag table
+        (the model's own ``O`` has another index), so a resumed run leaves them out of
+        token accuracy as the uninterrupted run does. None for the unpacked form."""
+        if "label_ids" not in entry:
+            return None
+        ids = np.frombuffer(base64.b64decode(entry["label_ids"]), dtype="<u2")
+        return ids == len(entry["tags"]) - 1
 
     def _truth(self, index: int) -> Any:
         example = self.examples[index]
@@ -225,8 +237,12 @@ class _Scorer:
     def _score_tokens(
         self, items: Sequence[tuple[PaddedBatch, Sequence[Encoded], np.ndarray, int]]
     ) -> None:
-        """Each word takes its first sub-token's label (O where truncation cut it off)."""
-        label_parts, length_parts, truth = [], [], []
+        """Each word takes its first sub-token's label (O where truncation cut it off).
+
+        Cut-off words count for entity scores as predicted O, but not for token accuracy:
+        the model never saw them (``truncated_tokens`` says how many were left out).
+        """
+        label_parts, length_parts, unseen_parts, truth = [], [], [], []
         for batch, _encoded, logits, number in items:
             assert batch.word_starts is not None and batch.word_counts is not None
             best = logits[: batch.size, : batch.width].argmax(-1).ravel()
@@ -237,13 +253,16 @@ class _Scorer:
                 self.pending[number] = (batch.indices, label_ids, batch.word_counts)
             label_parts.append(label_ids)
             length_parts.append(batch.word_counts)
+            unseen_parts.append(starts < 0)
             truth.extend(self.examples[index].tags for index in batch.indices)
         if self.score:
             running = self.running
             assert isinstance(running, RunningNer)
             codes = running.table.encode(truth)
             predicted = self.label_codes[np.concatenate(label_parts)]
-            running.update_codes(codes, predicted, np.concatenate(length_parts))
+            running.update_codes(
+                codes, predicted, np.concatenate(length_parts), np.concatenate(unseen_parts)
+            )
 
     def seen(self) -> int:
         running = self.running

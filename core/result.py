@@ -152,8 +152,12 @@ class AccuracyMetrics(_Part):
     entity_recall: float | None = None
     entity_support: int | None = None
     token_accuracy: float | None = None
+    """Over the tokens the model saw (truncated tokens left out)."""
     per_type: Mapping[str, LabelScore] | None = None
     tokens: int | None = None
+    truncated_tokens: int | None = None
+    """Tokens past the sequence length, left out of token accuracy; entity scores count
+    them as predicted O. None in runs stored before Kiln counted them separately."""
     sentences: int | None = None
     accuracy: float | None = None
     macro_f1: float | None = None

@@ -91,6 +91,8 @@ class AccuracyTable:
     final: bool
     skipped: str | None = None
     """Why the evaluate stage did not run (a benchmark-only run, a device-only artifact)."""
+    truncated_tokens: int | None = None
+    """NER: tokens past the sequence length, left out of token accuracy."""
 
 
 def accuracy_table(
@@ -152,6 +154,7 @@ def accuracy_table(
         perf_only=view.perf_only,
         final=bool(live.get("final")) or view.is_finished,
         skipped=evaluate.reason if evaluate is not None and evaluate.status == "skipped" else None,
+        truncated_tokens=int(cut) if isinstance(cut := live.get("truncated_tokens"), int) else None,
     )
 
 

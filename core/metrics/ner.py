@@ -196,8 +196,15 @@ class NerScores:
     overall: EntityScore
     per_type: dict[str, EntityScore]
     token_accuracy: float
+    """Over the tokens the model saw: ``tokens - truncated_tokens``."""
     tokens: int
+    """Every token scored for entities, truncated ones included."""
     sentences: int
+    truncated_tokens: int = 0
+    """Tokens cut off by the sequence length: the model never saw them, so they are left
+    out of token accuracy (a 100,000-character sentence cut to 128 tokens would otherwise
+    score its unseen tail as correct ``O``). Entity scores keep them, predicted ``O``, so
+    entities the model could not see still count as missed."""
 
     def to_dict(self) -> dict:
         """A plain JSON-able dict, with the figure names model cards refer to."""
@@ -209,6 +216,7 @@ class NerScores:
             "token_accuracy": self.token_accuracy,
             "per_type": {name: score.to_dict() for name, score in self.per_type.items()},
             "tokens": self.tokens,
+            "truncated_tokens": self.truncated_tokens,
             "sentences": self.sentences,
         }
 
@@ -237,6 +245,7 @@ class RunningNer:
         self._actual: Counter[str] = Counter()
         self._tokens = 0
         self._correct_tokens = 0
+        self._truncated_tokens = 0
         self._sentences = 0
 
     @property
@@ -245,25 +254,43 @@ class RunningNer:
         return self._sentences
 
     def update(
-        self, true_batch: Sequence[Sequence[str]], pred_batch: Sequence[Sequence[str]]
+        self,
+        true_batch: Sequence[Sequence[str]],
+        pred_batch: Sequence[Sequence[str]],
+        unseen: np.ndarray | None = None,
     ) -> None:
-        """Add sentences; raises ``DataError`` (and adds nothing) if they do not align."""
+        """Add sentences; raises ``DataError`` (and adds nothing) if they do not align.
+
+        ``unseen`` marks, over the sentences' tokens concatenated, those truncation cut
+        off (see :attr:`NerScores.truncated_tokens`); None: the model saw every token.
+        """
         _check_aligned(true_batch, pred_batch, first_index=self._sentences)
         true = self.table.encode(true_batch, self._sentences)
         pred = self.table.encode(pred_batch, self._sentences)
         lengths = np.fromiter(map(len, true_batch), dtype=np.int64, count=len(true_batch))
-        self.update_codes(true, pred, lengths)
+        self.update_codes(true, pred, lengths, unseen)
 
-    def update_codes(self, true: np.ndarray, pred: np.ndarray, lengths: np.ndarray) -> None:
+    def update_codes(
+        self,
+        true: np.ndarray,
+        pred: np.ndarray,
+        lengths: np.ndarray,
+        unseen: np.ndarray | None = None,
+    ) -> None:
         """Add sentences given as ``self.table`` codes, concatenated, ``lengths`` tags each.
 
         The evaluation loop's path: it decodes a batch straight to codes, so no tag
-        string is made for scoring.
+        string is made for scoring. ``unseen`` as in :meth:`update`.
         """
         if true.shape != pred.shape or int(lengths.sum()) != true.shape[0]:
             raise DataError(
                 f"{true.shape[0]} true tags, {pred.shape[0]} predicted, "
                 f"{int(lengths.sum())} in the sentence lengths",
+                hint=_SENTENCES_HINT,
+            )
+        if unseen is not None and unseen.shape != true.shape:
+            raise DataError(
+                f"{unseen.shape[0]} truncation marks for {true.shape[0]} tags",
                 hint=_SENTENCES_HINT,
             )
         # Both taggings chunked in one pass: the predicted sentences follow the true ones.
@@ -285,7 +312,11 @@ class RunningNer:
                 if count:
                     counter[self.table.types[code]] += count
         self._tokens += int(true.shape[0])
-        self._correct_tokens += int(np.count_nonzero(true == pred))
+        correct = true == pred
+        if unseen is not None and unseen.any():
+            self._truncated_tokens += int(np.count_nonzero(unseen))
+            correct &= ~unseen
+        self._correct_tokens += int(np.count_nonzero(correct))
         self._sentences += int(lengths.shape[0])
 
     def snapshot(self) -> NerScores:
@@ -305,22 +336,28 @@ class RunningNer:
         return NerScores(
             overall=overall,
             per_type=per_type,
-            token_accuracy=divide(self._correct_tokens, self._tokens),
+            token_accuracy=divide(self._correct_tokens, self._tokens - self._truncated_tokens),
             tokens=self._tokens,
             sentences=self._sentences,
+            truncated_tokens=self._truncated_tokens,
         )
 
 
-def score_ner(true: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) -> NerScores:
+def score_ner(
+    true: Sequence[Sequence[str]],
+    pred: Sequence[Sequence[str]],
+    unseen: np.ndarray | None = None,
+) -> NerScores:
     """Entity P/R/F1 (overall and per type) and token accuracy, as seqeval computes them.
 
     ``true`` and ``pred`` hold one tag sequence per sentence; entities never cross a
     sentence boundary. Token accuracy is 0.0 when there are no tokens (seqeval divides
-    by zero there). Raises ``DataError`` if sentence counts or lengths differ, or a tag
-    is not supported.
+    by zero there); with ``unseen`` (truncated tokens, see ``RunningNer.update``) it
+    covers only the tokens the model saw. Raises ``DataError`` if sentence counts or
+    lengths differ, or a tag is not supported.
     """
     running = RunningNer()
-    running.update(true, pred)
+    running.update(true, pred, unseen)
     return running.snapshot()
 
 

@@ -69,8 +69,9 @@ def run(
         )
         if result.truncated:
             log.warning(
-                "%d of %d examples were longer than %d tokens and were truncated; their tails "
-                "count as predicted O / are not seen by the model",
+                "%d of %d examples were longer than %d tokens and were truncated; the model "
+                "never saw their tails: entity scores count them as predicted O, token "
+                "accuracy leaves them out (truncated_tokens)",
                 result.truncated,
                 len(loaded.examples),
                 resolved.seq_len,

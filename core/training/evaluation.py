@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from kiln_lab.core.data import TextExample, TokenExample
 from kiln_lab.core.encode import decode_class, decode_tags, make_batches
 from kiln_lab.core.metrics import score_classification, score_ner
@@ -60,7 +62,9 @@ def evaluate(
     truncated = sum(e.truncated for e in encoded)
     if task == "token-classification":
         true = [list(ex.tags) for ex in examples]  # type: ignore[union-attr]
-        scores = score_ner(true, predictions).to_dict()
+        # Words truncation cut off are left out of token accuracy, as in a run's evaluation.
+        cut = [e.first_positions < 0 for e in encoded]  # type: ignore[operator]
+        scores = score_ner(true, predictions, np.concatenate(cut) if cut else None).to_dict()
         figures = {name: round(float(scores[name]), 6) for name in NER_FIGURES}
     else:
         true_labels = [ex.label for ex in examples]  # type: ignore[union-attr]

@@ -75,15 +75,24 @@ def test_ner_scores_equal_the_per_sentence_reference() -> None:
     model = SeededLogits(len(NER_LABELS))
     result = _run(model, batches, examples)
     expected: list[Any] = [None] * len(examples)
+    unseen: list[Any] = [None] * len(examples)
     for batch, encoded in batches:
         logits = model.run(batch.arrays)
         by_index = {e.index: e for e in encoded}
         for row, index in enumerate(batch.indices):
             expected[index] = decode_tags(logits, row, by_index[index], NER_LABELS)
+            unseen[index] = by_index[index].first_positions < 0
     assert result.predictions == expected
-    reference = score_ner([list(e.tags) for e in examples], expected).to_dict()
+    true = [list(e.tags) for e in examples]
+    # Issue 14: words truncation cut off are left out of token accuracy (counted in
+    # truncated_tokens); entity scores still count them as predicted O.
+    reference = score_ner(true, expected, np.concatenate(unseen)).to_dict()
     assert result.accuracy == reference
     assert result.truncated == sum(len(e.tokens) > 18 for e in examples)
+    assert reference["truncated_tokens"] == sum(max(len(e.tokens) - 18, 0) for e in examples)
+    everything = score_ner(true, expected).to_dict()
+    for name in ("entity_f1", "entity_precision", "entity_recall", "per_type", "tokens"):
+        assert result.accuracy[name] == everything[name], name
 
 
 def test_checkpoints_resume_to_the_same_figures() -> None:

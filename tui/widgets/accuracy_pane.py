@@ -64,6 +64,16 @@ def render_accuracy(table: AccuracyTable | None, height: int) -> Text:
                 ]
             )
         )
+    if table.truncated_tokens and height - len(lines) >= 1:
+        # Said where token accuracy is shown: its figure leaves these tokens out.
+        lines.append(
+            Text(
+                f"token acc leaves out {table.truncated_tokens:,} truncated tokens",
+                style="yellow",
+                no_wrap=True,
+                overflow="ellipsis",
+            )
+        )
     room = height - len(lines) - 1
     if table.per_label and room >= 2:
         lines.append(Text(f"{'':<10}{'F1':>7}{'P':>7}{'R':>7}{'n':>8}", style="dim"))
