@@ -4,6 +4,7 @@ Kiln can run, on what, and what it has kept."""
 from __future__ import annotations
 
 import argparse
+import shlex
 
 from kiln_lab.core.errors import KilnError
 from kiln_lab.tui.commands.console import err, out, print_json
@@ -129,10 +130,29 @@ def _check_profile_file(args: argparse.Namespace) -> int:
         else:
             err.print(exc.one_line(), highlight=False, markup=False)
         return exc.exit_code
+    commands = [list(command.run) for command in profile.detect.commands]
     if args.json:
-        print_json({"ok": True, "name": profile.name, "path": profile.profile_path})
-    else:
-        out.print(f"OK {profile.name} ({args.file})", highlight=False, markup=False)
+        print_json(
+            {
+                "ok": True,
+                "name": profile.name,
+                "path": profile.profile_path,
+                "detect_commands": commands,
+            }
+        )
+        return 0
+    out.print(f"OK {profile.name} ({args.file})", highlight=False, markup=False)
+    if commands:
+        # A profile runs these programs whenever it is checked for availability (every
+        # `kiln run --profile FILE`): the operator sees them before trusting the file.
+        out.print(
+            f"detect.commands: {len(commands)} program(s) this profile runs on every "
+            "availability check (kiln run --profile, kiln profiles, kiln doctor):",
+            highlight=False,
+            markup=False,
+        )
+        for argv in commands:
+            out.print(f"  $ {shlex.join(argv)}", highlight=False, markup=False)
     return 0
 
 
