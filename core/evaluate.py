@@ -123,12 +123,22 @@ class _Scorer:
         self.predictions: list[Any] = [None] * len(examples)
         self.checkpoint = checkpoint
         self.pending: dict[int, Any] = {}
+        self.timings: dict[int, dict[str, float]] = {}
+        """Each pending batch's timing, checkpointed with it so a resumed run's speed
+        figures cover the whole evaluation, not only the batches it ran again."""
         self.last_flush = time.monotonic()
 
     def submit(
-        self, batch: PaddedBatch, encoded: Sequence[Encoded], logits: np.ndarray, number: int
+        self,
+        batch: PaddedBatch,
+        encoded: Sequence[Encoded],
+        logits: np.ndarray,
+        number: int,
+        timing: dict[str, float] | None = None,
     ) -> None:
         self.waiting.append((batch, encoded, logits, number))
+        if self.checkpoint and timing is not None:
+            self.timings[number] = timing
         if len(self.waiting) >= GROUP_BATCHES:
             self.catch_up()
 
@@ -151,7 +161,8 @@ class _Scorer:
             items, self.pending = self.pending, {}
             self.checkpoint(
                 {
-                    number: self._packed(*item) if isinstance(item, tuple) else item
+                    number: (self._packed(*item) if isinstance(item, tuple) else item)
+                    | ({"timing": self.timings.pop(number)} if number in self.timings else {})
                     for number, item in items.items()
                 }
             )
@@ -272,6 +283,32 @@ class _Scorer:
         return self.running.snapshot().to_dict()
 
 
+def _credit_earlier_attempts(
+    completed: dict[int, Any], latency: LatencyRecorder, meter: ThroughputMeter
+) -> dict[str, Any]:
+    """Add the timing stored with an interrupted run's batches to this attempt's figures.
+
+    A resumed run's throughput and latency then describe the whole evaluation, as an
+    uninterrupted run's do. Batches checkpointed by an older Kiln carry no timing: the
+    figures then cover the re-evaluated batches only, and the label says so.
+    """
+    timings = [entry["timing"] for entry in completed.values() if "timing" in entry]
+    for timing in timings:
+        latency.add(timing["latency_s"])
+    meter.credit(
+        samples=sum(int(t["samples"]) for t in timings),
+        tokens=sum(int(t["tokens"]) for t in timings),
+        padded_tokens=sum(int(t["padded_tokens"]) for t in timings),
+        elapsed_s=sum(float(t["interval_s"]) for t in timings),
+        batches=len(timings),
+    )
+    whole = len(timings) == len(completed)
+    return {
+        "covers": "whole evaluation" if whole else "re-evaluated batches only",
+        "resumed_batches": len(completed),
+    }
+
+
 def _groups(
     batches: Iterable[tuple[PaddedBatch, Sequence[Encoded]]], size: int
 ) -> Iterator[list[tuple[PaddedBatch, Sequence[Encoded]]]]:
@@ -305,6 +342,8 @@ def evaluate(
     ``numbers`` are the batches' places in the plan; ``completed`` holds the predictions
     of batches an interrupted run already finished (they are not run again), and
     ``checkpoint`` receives new ones as they finish, so this run can be resumed too.
+    A resumed run's speed figures include the earlier attempts' checkpointed batches
+    (``covers`` and ``resumed_batches`` in its throughput say so).
     """
     scorer = _Scorer(examples, task, labels, score, checkpoint)
     latency = LatencyRecorder()
@@ -315,6 +354,7 @@ def evaluate(
     numbering = iter(numbers) if numbers is not None else itertools.count()
     last_emit = 0.0
     meter = ThroughputMeter(clock=clock)
+    resumed = _credit_earlier_attempts(completed, latency, meter) if completed else {}
 
     def publish(final: bool = False) -> None:
         scorer.catch_up()
@@ -340,8 +380,15 @@ def evaluate(
             each = (clock() - start) / len(group)
             for (batch, encoded), logits in zip(group, outputs, strict=True):
                 latency.add(each)
-                meter.add(batch.size, batch.real_tokens, batch.padded_tokens)
-                scorer.submit(batch, encoded, logits, next(numbering))
+                interval = meter.add(batch.size, batch.real_tokens, batch.padded_tokens)
+                timing = {
+                    "latency_s": each,
+                    "interval_s": interval,
+                    "samples": batch.size,
+                    "tokens": batch.real_tokens,
+                    "padded_tokens": batch.padded_tokens,
+                }
+                scorer.submit(batch, encoded, logits, next(numbering), timing)
                 truncated += sum(1 for e in encoded if e.truncated)
                 done += batch.size
             now = clock()
@@ -353,7 +400,7 @@ def evaluate(
     publish(final=True)
     return EvaluationResult(
         accuracy=scorer.snapshot() if score and scorer.seen() else None,
-        throughput=meter.summary(),
+        throughput=meter.summary() | resumed,
         latency=latency.summary(),
         resources=resources.summary(),
         truncated=truncated,

@@ -54,4 +54,4 @@ def _spawn(store: RunStore, run_id: str) -> None:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    store.set_status(run_id, "starting", pid=proc.pid)
+    store.worker_started(run_id, proc.pid)

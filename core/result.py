@@ -191,6 +191,12 @@ class Throughput(_Part):
     elapsed_s: float | None = None
     window_samples_per_s: float | None = None
     batches: int | None = None
+    covers: str | None = None
+    """Set on a resumed run: ``whole evaluation`` (earlier attempts' checkpointed batches
+    included, as an uninterrupted run's figures would be) or ``re-evaluated batches only``
+    (checkpoints from a Kiln that stored no timing)."""
+    resumed_batches: int | None = None
+    """Batches a resumed run took from an earlier attempt's checkpoints."""
     achieved_gflops: float | None = None
     peak_gflops: float | None = None
     percent_of_peak: float | None = None

@@ -14,6 +14,7 @@ every method is one short transaction.
 from __future__ import annotations
 
 import json
+import math
 import os
 import secrets
 import sqlite3
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from kiln_lab.core.errors import RunNotFound, StoreError
-from kiln_lab.core.events import Event, from_record, to_record
+from kiln_lab.core.events import Event, RunFinished, from_record, to_record
 from kiln_lab.core.paths import kiln_home
 from kiln_lab.core.result import RunResult
 
@@ -359,6 +360,19 @@ class RunStore:
         error: dict[str, Any] | None = None,
         pid: int | None = None,
     ) -> None:
+        """Update a run's row. A run that succeeds drops any error an earlier attempt
+        left (a resumed run is not both succeeded and cancelled)."""
+        self._update_status(run_id, status, result=result, error=error, pid=pid)
+
+    def _update_status(
+        self,
+        run_id: str,
+        status: str,
+        *,
+        result: dict[str, Any] | None = None,
+        error: dict[str, Any] | None = None,
+        pid: int | None = None,
+    ) -> None:
         sets = ["status = ?", "updated = ?"]
         params: list[Any] = [status, time.time()]
         if result is not None:
@@ -367,11 +381,47 @@ class RunStore:
         if error is not None:
             sets.append("error = ?")
             params.append(json.dumps(error, ensure_ascii=False, default=str))
+        elif status == "succeeded":
+            sets.append("error = NULL")
         if pid is not None:
             sets.append("pid = ?")
             params.append(pid)
         params.append(run_id)
         self._conn.execute(f"UPDATE runs SET {', '.join(sets)} WHERE id = ?", params)
+
+    @_locked
+    def finish_run(self, run_id: str, event: RunFinished) -> int:
+        """Append ``event`` and record its status, result and error in one transaction.
+
+        A follower stops at ``RunFinished`` and reads the run's row at once: were the
+        row written after the event, it could read ``running`` with no result although
+        the run succeeded. Returns the event's sequence number.
+        """
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            seq = self._insert_events(run_id, [event])
+            self._update_status(
+                run_id, event.status, result=event.result or None, error=event.error
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return seq
+
+    @_locked
+    def worker_started(self, run_id: str, pid: int) -> None:
+        """Record a just-spawned worker as ``starting``, unless it already said more.
+
+        The launcher calls this after spawning; a fast worker may already have recorded
+        itself ``running`` (or finished), and that must not be overwritten.
+        """
+        self._conn.execute(
+            "UPDATE runs SET status = 'starting', pid = ?, updated = ?"
+            " WHERE id = ? AND (pid IS NULL OR pid != ?)",
+            (pid, time.time(), run_id, pid),
+        )
 
     @_locked
     def request_cancel(self, run_id: str) -> None:
@@ -396,11 +446,7 @@ class RunStore:
         rec = self.run(run_id)
         if rec.finished or rec.status == "queued" or pid_alive(rec.pid):
             return False
-        self.append(
-            run_id,
-            _interrupted_event(),
-        )
-        self.set_status(run_id, "interrupted")
+        self.finish_run(run_id, _interrupted_event())
         return True
 
     # -- events ----------------------------------------------------------------------------
@@ -410,53 +456,94 @@ class RunStore:
     @_locked
     def append_many(self, run_id: str, events: Iterable[Event]) -> int:
         """Append events in one short transaction; returns the last sequence number."""
-        from kiln_lab.core.events import ArtifactWritten, MetricSampled
-
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
         try:
-            (seq,) = conn.execute(
-                "SELECT COALESCE(MAX(seq), 0) FROM events WHERE run_id = ?", (run_id,)
-            ).fetchone()
-            for event in events:
-                seq += 1
-                kind, payload = to_record(event)
-                conn.execute(
-                    "INSERT INTO events (run_id, seq, ts, kind, stage, payload)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    (run_id, seq, event.ts, kind, event.stage, payload),
-                )
-                if isinstance(event, MetricSampled):
-                    conn.executemany(
-                        "INSERT INTO metrics (run_id, seq, ts, stage, grp, name, value)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        [
-                            (run_id, seq, event.ts, event.stage_name, event.group, k, float(v))
-                            for k, v in event.values.items()
-                            if isinstance(v, int | float) and not isinstance(v, bool)
-                        ],
-                    )
-                elif isinstance(event, ArtifactWritten):
-                    conn.execute(
-                        "INSERT INTO artifacts (run_id, stage, name, path, sha256, size, meta, ts)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        (
-                            run_id,
-                            event.stage_name,
-                            event.artifact,
-                            event.path,
-                            event.sha256,
-                            event.size,
-                            json.dumps(event.meta, default=str),
-                            event.ts,
-                        ),
-                    )
-            conn.execute("UPDATE runs SET updated = ? WHERE id = ?", (time.time(), run_id))
+            seq = self._insert_events(run_id, events)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
         return seq
+
+    def _insert_events(self, run_id: str, events: Iterable[Event]) -> int:
+        """The rows of ``events`` (inside the caller's transaction); returns the last seq."""
+        from kiln_lab.core.events import ArtifactWritten, MetricSampled
+
+        conn = self._conn
+        (seq,) = conn.execute(
+            "SELECT COALESCE(MAX(seq), 0) FROM events WHERE run_id = ?", (run_id,)
+        ).fetchone()
+        for event in events:
+            seq += 1
+            kind, payload = to_record(event)
+            conn.execute(
+                "INSERT INTO events (run_id, seq, ts, kind, stage, payload)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (run_id, seq, event.ts, kind, event.stage, payload),
+            )
+            if isinstance(event, MetricSampled):
+                conn.executemany(
+                    "INSERT INTO metrics (run_id, seq, ts, stage, grp, name, value)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (run_id, seq, event.ts, event.stage_name, event.group, k, float(v))
+                        for k, v in event.values.items()
+                        if _is_number(v)
+                    ],
+                )
+            elif isinstance(event, ArtifactWritten):
+                # One row per artifact: a resumed run rewrites the files of the
+                # stages it runs again, and the latest write is the one on disk.
+                conn.execute(
+                    "DELETE FROM artifacts WHERE run_id = ? AND name = ? AND path = ?",
+                    (run_id, event.artifact, event.path),
+                )
+                conn.execute(
+                    "INSERT INTO artifacts (run_id, stage, name, path, sha256, size, meta, ts)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        run_id,
+                        event.stage_name,
+                        event.artifact,
+                        event.path,
+                        event.sha256,
+                        event.size,
+                        json.dumps(event.meta, default=str),
+                        event.ts,
+                    ),
+                )
+        conn.execute("UPDATE runs SET updated = ? WHERE id = ?", (time.time(), run_id))
+        return seq
+
+    @_locked
+    def last_seq(self, run_id: str) -> int:
+        """The sequence number of the run's latest event (0 before any)."""
+        (seq,) = self._conn.execute(
+            "SELECT COALESCE(MAX(seq), 0) FROM events WHERE run_id = ?", (run_id,)
+        ).fetchone()
+        return int(seq)
+
+    @_locked
+    def attempt_start(self, run_id: str) -> int:
+        """The seq after which the run's latest attempt begins (0 for a first attempt).
+
+        A resumed run holds the ``RunFinished`` (interrupted, failed, cancelled) of each
+        earlier attempt; a follower tails from here so that it stops at the latest
+        attempt's end, not at an earlier one's.
+        """
+        finishes = [
+            seq
+            for (seq,) in self._conn.execute(
+                "SELECT seq FROM events WHERE run_id = ? AND kind = ? ORDER BY seq DESC LIMIT 2",
+                (run_id, RunFinished.kind),
+            ).fetchall()
+        ]
+        if not finishes:
+            return 0
+        if finishes[0] == self.last_seq(run_id):  # finished: its attempt began after the one before
+            return finishes[1] if len(finishes) > 1 else 0
+        return finishes[0]
 
     @_locked
     def events(self, run_id: str, *, after: int = 0, limit: int | None = None) -> list[StoredEvent]:
@@ -531,6 +618,16 @@ class RunStore:
                 if self.run(run_id).finished and not self.events(run_id, after=after):
                     return
                 time.sleep(poll_s)
+
+
+def _is_number(value: Any) -> bool:
+    """A value the metrics table can hold: a finite int or float (not a bool).
+
+    NaN (a latency quantile with nothing timed, as in a resumed evaluation with no
+    batch left) would reach SQLite as NULL and fail the table's NOT NULL constraint;
+    the event itself still carries it.
+    """
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _interrupted_event() -> Event:

@@ -3,6 +3,16 @@
 Runs never execute in the app or the CLI process, so a closed terminal or a dropped
 SSH link does not stop them. Cancellation arrives as a flag in the store (or SIGTERM /
 SIGINT) and is honoured between batches. ``python -m kiln_lab.core.worker RUN_ID --store PATH``.
+
+The run's last word (``RunFinished``) and its final status, result and error are written
+in one transaction (:meth:`RunStore.finish_run`): a follower that sees the event always
+reads a finished record.
+
+Test-only hook: with ``KILN_TEST_KILL_AT_STAGE=STAGE`` in its environment, the worker
+process SIGKILLs its own process group right after it has stored STAGE's
+``StageStarted`` (or ``StageSkipped``) event, so the resume tests can interrupt even a
+stage that lasts milliseconds at a known point. Unset (always, outside tests) it does
+nothing; :func:`execute_run` called in-process never reads it.
 """
 
 from __future__ import annotations
@@ -19,26 +29,42 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from kiln_lab.core.disk_reserve import run_with_reserve
 from kiln_lab.core.errors import Cancelled, KilnError, internal_error
-from kiln_lab.core.events import Event, LogLine, RunFinished
+from kiln_lab.core.events import Event, LogLine, RunFinished, StageSkipped, StageStarted
 from kiln_lab.core.pipeline import Checkpoints, current_stage, run_pipeline
 from kiln_lab.core.runconfig import RunConfig
 from kiln_lab.core.store import RunStore
 
 LOGGERS = ("kiln_lab", "transformers", "onnxruntime", "torch.onnx")
+KILL_AT_STAGE_VARIABLE = "KILN_TEST_KILL_AT_STAGE"
+"""Test-only: see the module docstring."""
 
 
 class StoreEmitter:
     """Thread-safe ``emit`` that appends to the store (libraries log from other threads)."""
 
-    def __init__(self, store: RunStore, run_id: str) -> None:
+    def __init__(self, store: RunStore, run_id: str, kill_at_stage: str | None = None) -> None:
         self.store = store
         self.run_id = run_id
         self.lock = threading.Lock()
+        self.kill_at_stage = kill_at_stage
+        """Test-only (``KILN_TEST_KILL_AT_STAGE``): die once this stage has started."""
 
     def __call__(self, event: Event) -> None:
         with self.lock:
             self.store.append(self.run_id, event)
+            if (
+                self.kill_at_stage
+                and isinstance(event, StageStarted | StageSkipped)
+                and event.stage_name == self.kill_at_stage
+            ):
+                os.killpg(os.getpgrp(), signal.SIGKILL)
+
+    def finish(self, event: RunFinished) -> None:
+        """The run's last event, written with its final status in one transaction."""
+        with self.lock:
+            self.store.finish_run(self.run_id, event)
 
 
 class EventLogHandler(logging.Handler):
@@ -93,15 +119,16 @@ class StoreCheckpoints(Checkpoints):
         self.store.save_checkpoints(self.run_id, items)
 
 
-def execute_run(store: RunStore, run_id: str) -> int:
+def execute_run(store: RunStore, run_id: str, *, kill_at_stage: str | None = None) -> int:
     """Run ``run_id`` in this process; returns the exit code. Used by the worker and tests.
 
     A run that was interrupted before picks up its stored evaluation progress.
+    ``kill_at_stage`` is the worker's test-only hook (see the module docstring).
     """
     record = store.run(run_id)
     config = RunConfig.from_dict(record.config)
     store.set_status(run_id, "running", pid=os.getpid())
-    emit = StoreEmitter(store, run_id)
+    emit = StoreEmitter(store, run_id, kill_at_stage)
     cancelled = CancelFlag(store, run_id)
     handler = EventLogHandler(emit)
     loggers = [logging.getLogger(name) for name in LOGGERS]
@@ -112,25 +139,21 @@ def execute_run(store: RunStore, run_id: str) -> int:
     try:
         result = run_pipeline(config, run_id, emit, cancelled, StoreCheckpoints(store, run_id))
     except Cancelled as exc:
-        emit(RunFinished("cancelled", error=exc.to_dict()))
-        store.set_status(run_id, "cancelled", error=exc.to_dict())
+        emit.finish(RunFinished("cancelled", error=exc.to_dict()))
         return exc.exit_code
     except KilnError as exc:
-        emit(RunFinished("failed", error=exc.to_dict()))
-        store.set_status(run_id, "failed", error=exc.to_dict())
+        emit.finish(RunFinished("failed", error=exc.to_dict()))
         return exc.exit_code
     except Exception as exc:  # noqa: BLE001 - a bug: record it, never lose the run
         error = internal_error(exc, traceback_at="the run's log")
         emit(LogLine(current_stage.get(), "error", traceback.format_exc(), "kiln_lab.core.worker"))
-        emit(RunFinished("failed", error=error))
-        store.set_status(run_id, "failed", error=error)
+        emit.finish(RunFinished("failed", error=error))
         return 2
     finally:
         for lg, level in previous:
             lg.removeHandler(handler)
             lg.setLevel(level)
-    emit(RunFinished("succeeded", result=result))
-    store.set_status(run_id, "succeeded", result=result)
+    emit.finish(RunFinished("succeeded", result=result))
     return 0
 
 
@@ -151,7 +174,10 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    return execute_run(store, args.run_id)
+    kill_at_stage = os.environ.get(KILL_AT_STAGE_VARIABLE)
+    return run_with_reserve(
+        store, args.run_id, lambda: execute_run(store, args.run_id, kill_at_stage=kill_at_stage)
+    )
 
 
 if __name__ == "__main__":

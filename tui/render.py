@@ -67,10 +67,10 @@ def result_table(result: RunResult) -> Table:
         table.add_row("accuracy", Text("unavailable: performance-only (random weights)", "yellow"))
     thr, lat = result.throughput or Throughput(), result.latency or Latency()
     if thr.to_dict():
-        table.add_row(
-            "throughput",
-            f"{thr.samples_per_s or 0:.1f} samples/s, padding waste {thr.padding_waste or 0:.1%}",
-        )
+        line = f"{thr.samples_per_s or 0:.1f} samples/s, padding waste {thr.padding_waste or 0:.1%}"
+        if thr.covers:
+            line += f" ({thr.covers}; resumed run, {thr.resumed_batches} batches from before)"
+        table.add_row("throughput", line)
     if lat.to_dict():
         table.add_row(
             "batch latency",

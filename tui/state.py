@@ -224,7 +224,11 @@ class RunView:
             self.status = "running"
         elif isinstance(event, RunFinished):
             self._finish(event)
-        elif isinstance(event, ArtifactWritten):
+        elif (
+            isinstance(event, ArtifactWritten)
+            # A resumed run writes its rebuilt artifacts again: list each one once.
+            and (event.artifact, event.path) not in self.artifacts
+        ):
             self.artifacts.append((event.artifact, event.path))
 
     def apply_metric(self, group: str, values: dict[str, Any], ts: float | None = None) -> None:

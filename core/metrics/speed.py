@@ -124,11 +124,16 @@ class ThroughputMeter:
         # (interval start, interval end, samples) for the batches that may overlap the window
         self._recent: deque[tuple[float, float, int]] = deque()
 
-    def add(self, samples: int, tokens: int = 0, padded_tokens: int = 0) -> None:
-        """Record one finished batch: its sample count, real tokens and padded tokens."""
+    def add(self, samples: int, tokens: int = 0, padded_tokens: int = 0) -> float:
+        """Record one finished batch: its sample count, real tokens and padded tokens.
+
+        Returns the batch's interval (seconds since the previous ``add`` or the start),
+        which a resumable evaluation checkpoints so a later attempt can :meth:`credit` it.
+        """
         if samples < 0 or tokens < 0 or padded_tokens < 0:
             raise ValueError("samples, tokens and padded_tokens must be >= 0")
         now = self._clock()
+        interval = now - self._last
         self._recent.append((self._last, now, samples))
         self._last = now
         self._samples += samples
@@ -138,6 +143,24 @@ class ThroughputMeter:
         horizon = now - self._window_s
         while self._recent and self._recent[0][1] < horizon:
             self._recent.popleft()
+        return interval
+
+    def credit(
+        self, samples: int, tokens: int, padded_tokens: int, elapsed_s: float, batches: int
+    ) -> None:
+        """Count work an earlier attempt did (a resumed run's checkpointed batches).
+
+        The overall figures then cover the whole evaluation: the earlier attempt's
+        ``elapsed_s`` is added to this one's by moving the start back. The window rate
+        is unaffected, as that work did not happen in the last ``window_s`` seconds.
+        """
+        if min(samples, tokens, padded_tokens, batches) < 0 or not elapsed_s >= 0:
+            raise ValueError("credited figures must be >= 0")
+        self._origin -= elapsed_s
+        self._samples += samples
+        self._tokens += tokens
+        self._padded_tokens += padded_tokens
+        self._batches += batches
 
     @property
     def samples(self) -> int:
