@@ -28,8 +28,14 @@ def _live_figure(values: dict[str, Any]) -> str:
     return ""
 
 
-def follow_run(store: Any, run_id: str, console: Console, *, quiet: bool = False) -> str:
-    """Render events until the run finishes; returns its final status."""
+def follow_run(
+    store: Any, run_id: str, console: Console, *, quiet: bool = False, after: int = 0
+) -> str:
+    """Render events after seq ``after`` until the run finishes; returns its final status.
+
+    ``after`` is where the attempt being followed begins: a resumed run's store holds
+    the earlier attempts' ``RunFinished`` events, and following from 0 would stop there.
+    """
     status = "unknown"
     progress = Progress(
         TextColumn("[bold]{task.description}"),
@@ -43,7 +49,7 @@ def follow_run(store: Any, run_id: str, console: Console, *, quiet: bool = False
     )
     tasks: dict[str, Any] = {}
     with progress:
-        for stored in store.tail(run_id):
+        for stored in store.tail(run_id, after=after):
             event = stored.event
             if quiet and not isinstance(event, RunFinished):
                 continue

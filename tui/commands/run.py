@@ -288,16 +288,24 @@ def add_bench_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-def follow(store: Any, run_id: str, *, as_json: bool = False, cancel_on_ctrl_c: bool = True) -> int:
-    """Show a run's events live until it ends.
+def follow(
+    store: Any,
+    run_id: str,
+    *,
+    as_json: bool = False,
+    cancel_on_ctrl_c: bool = True,
+    after: int = 0,
+) -> int:
+    """Show a run's events after seq ``after`` (the attempt followed) live until it ends.
 
     Ctrl-C asks the worker to cancel (for the run this command started), or just stops
-    following (for ``kiln attach``: the run goes on).
+    following (for ``kiln attach``: the run goes on). The status, figures and exit code
+    come from the run's record as stored once it ended, never from what was followed.
     """
     from kiln_lab.tui.follow import follow_run
 
     try:
-        status = follow_run(store, run_id, err)
+        status = follow_run(store, run_id, err, after=after)
     except KeyboardInterrupt:
         if not cancel_on_ctrl_c:
             err.print(f"detached; {run_id} keeps running (kiln attach {run_id})")
@@ -305,7 +313,7 @@ def follow(store: Any, run_id: str, *, as_json: bool = False, cancel_on_ctrl_c: 
         store.request_cancel(run_id)
         err.print(f"[yellow]cancelling {run_id}… (waiting for the current batch)[/]")
         try:
-            status = follow_run(store, run_id, err, quiet=True)
+            status = follow_run(store, run_id, err, quiet=True, after=after)
         except KeyboardInterrupt:
             err.print(f"[yellow]left {run_id} to stop on its own[/]")
             return 130
@@ -366,7 +374,9 @@ def cmd_attach(args: argparse.Namespace) -> int:
 
     store = RunStore()
     record = store.run(args.run_id)
-    return follow(store, record.id, as_json=args.json, cancel_on_ctrl_c=False)
+    # A resumed run holds an earlier attempt's RunFinished: follow the latest attempt.
+    after = store.attempt_start(record.id)
+    return follow(store, record.id, as_json=args.json, cancel_on_ctrl_c=False, after=after)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -374,8 +384,13 @@ def cmd_resume(args: argparse.Namespace) -> int:
     from kiln_lab.core.store import RunStore
 
     store = RunStore()
-    run_id = resume(store, store.run(args.run_id).id)
+    run_id = store.run(args.run_id).id
+    store.mark_interrupted_if_dead(run_id)
+    # Events of this attempt come after everything stored now (including the earlier
+    # attempt's RunFinished, which the follower must not stop at).
+    after = store.last_seq(run_id)
+    resume(store, run_id)
     err.print(f"resuming {run_id}: finished batches are kept, the rest is evaluated now")
     if args.detach:
         return 0
-    return follow(store, run_id, as_json=args.json)
+    return follow(store, run_id, as_json=args.json, after=after)
