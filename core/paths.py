@@ -13,13 +13,14 @@ and nothing depends on the current directory or on ``PYTHONPATH``.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 from pathlib import Path
 
 import platformdirs
 
-from kiln_lab.core.errors import ConfigError
+from kiln_lab.core.errors import ConfigError, DiskFull, StoreError
 
 SHIPPED_ROOT = Path(__file__).resolve().parent.parent
 """The folder that holds ``assets/`` and ``profiles/``: the repository root in a checkout,
@@ -30,7 +31,24 @@ def kiln_home() -> Path:
     """The directory for the run store, caches and artifacts (created, user-only)."""
     env = os.environ.get("KILN_HOME")
     home = Path(env).expanduser() if env else Path(platformdirs.user_data_dir("kiln"))
-    home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if home.is_dir():
+        return home
+    where = "KILN_HOME" if env else "Kiln's data directory"
+    if home.exists():
+        raise StoreError(
+            f"{where} {home} is a file, not a directory",
+            path=home,
+            hint="set KILN_HOME to a directory (Kiln creates it), or move the file aside",
+        )
+    try:
+        home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        # A parent that is a file, a read-only disk, a full one: say which, with the path.
+        raise StoreError(
+            f"{where} {home} cannot be created: {exc.strerror or exc}",
+            path=home,
+            hint="set KILN_HOME to a writable directory",
+        ) from exc
     return home
 
 
@@ -53,7 +71,25 @@ def plain_name(part: str, what: str = "name") -> str:
 
 def _under(base: str, parts: tuple[str, ...], what: str) -> Path:
     path = kiln_home().joinpath(base, *(plain_name(p, what) for p in parts))
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        # A read-only or full KILN_HOME: one line naming the directory, not a traceback.
+        from kiln_lab.core.store_open import free_space
+
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DiskFull(
+                f"disk full while creating {path} ({free_space(path.parent)})",
+                path=path,
+                hint="free space on that disk (`kiln cache clear` removes cached artifacts), "
+                "or set KILN_HOME to a directory on a larger disk",
+            ) from exc
+        raise StoreError(
+            f"cannot create {path}: {exc.strerror or exc}",
+            path=path,
+            hint="this command writes under KILN_HOME, so it must be writable (`kiln runs` "
+            "and `kiln show` work without); or set KILN_HOME to a writable directory",
+        ) from exc
     return path
 
 

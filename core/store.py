@@ -30,6 +30,7 @@ from kiln_lab.core.errors import RunNotFound, StoreError
 from kiln_lab.core.events import Event, RunFinished, from_record, to_record
 from kiln_lab.core.paths import kiln_home
 from kiln_lab.core.result import RunResult
+from kiln_lab.core.store_open import open_store, translate
 
 APPLICATION_ID = 0x4B494C4E  # "KILN"
 SCHEMA_VERSION = 1
@@ -170,7 +171,15 @@ def _locked(method: Any) -> Any:
 
     def wrapper(self: RunStore, *args: Any, **kwargs: Any) -> Any:
         with self._lock:
-            return method(self, *args, **kwargs)
+            try:
+                return method(self, *args, **kwargs)
+            except sqlite3.Error as exc:
+                # A full disk, a read-only or damaged file: one line with the path and
+                # the fix (store_open.translate), never a SQLite traceback.
+                error = translate(exc, self.path, self.readonly_reason)
+                if error is None:
+                    raise
+                raise error from exc
 
     wrapper.__name__ = method.__name__
     wrapper.__doc__ = method.__doc__
@@ -185,30 +194,27 @@ class RunStore:
         # One connection shared by the threads of a process (the worker logs and
         # checkpoints from helper threads); the lock keeps each use whole.
         self._lock = threading.RLock()
+        self.readonly_reason: str | None = None
         self._conn = self._open(readonly)
 
     # -- opening and checking -------------------------------------------------------------
     def _open(self, readonly: bool) -> sqlite3.Connection:
-        existed = self.path.exists() and self.path.stat().st_size > 0
-        if not existed:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
-            os.close(fd)
+        """Open through ``store_open`` (file checks, read-only fallback, quick_check),
+        then check that the file is a Kiln store of a schema this Kiln reads."""
+        opened = open_store(self.path, readonly=readonly, initialise=self._initialise)
+        conn, self.readonly_reason = opened.conn, opened.readonly_reason
         try:
-            conn = sqlite3.connect(
-                self.path, timeout=30.0, isolation_level=None, check_same_thread=False
-            )
-            conn.execute("PRAGMA busy_timeout = 30000")
             app_id = conn.execute("PRAGMA application_id").fetchone()[0]
             version = conn.execute("PRAGMA user_version").fetchone()[0]
         except sqlite3.DatabaseError as exc:
+            conn.close()
             raise StoreError(
                 f"{self.path} is not a readable SQLite database ({exc})",
                 path=self.path,
                 hint="move the file aside (Kiln never overwrites it) or set KILN_HOME "
                 "to another directory",
             ) from None
-        if existed and app_id != APPLICATION_ID:
+        if app_id != APPLICATION_ID:
             conn.close()
             raise StoreError(
                 "this file is not a Kiln run store (foreign application id)",
@@ -222,19 +228,30 @@ class RunStore:
                 path=self.path,
                 hint="upgrade Kiln, or use another KILN_HOME",
             )
-        if not readonly:
+        if self.readonly_reason is None:
             try:
                 conn.execute("PRAGMA journal_mode = WAL")
                 conn.execute("PRAGMA synchronous = NORMAL")
                 self._migrate(conn, version)
             except sqlite3.DatabaseError as exc:
                 conn.close()
-                raise StoreError(
+                raise translate(exc, self.path, None) or StoreError(
                     f"the run store could not be prepared ({exc})",
                     path=self.path,
                     hint="check the disk and the file's permissions; the file was not changed",
                 ) from None
         return conn
+
+    @classmethod
+    def _initialise(cls, conn: sqlite3.Connection) -> None:
+        """The schema, application id and version of a new store (built before it is
+        linked into place, so no reader ever sees it half made)."""
+        cls._migrate(conn, 0)
+
+    @property
+    def readonly(self) -> bool:
+        """True when this process cannot write the store (``readonly_reason`` says why)."""
+        return self.readonly_reason is not None
 
     @staticmethod
     def _migrate(conn: sqlite3.Connection, version: int) -> None:

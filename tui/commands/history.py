@@ -3,9 +3,25 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
+from kiln_lab.core.errors import KilnError
 from kiln_lab.core.result import RunResult
 from kiln_lab.tui.commands.console import err, out, print_json
+
+
+def _settle(store: Any, run_id: str) -> None:
+    """Mark a run whose worker died as interrupted, if the store can be written.
+
+    Read commands must work on a read-only store and on a full disk: there the run is
+    shown as last recorded, and stderr says why it was not updated.
+    """
+    if store.readonly:
+        return
+    try:
+        store.mark_interrupted_if_dead(run_id)
+    except KilnError as exc:
+        err.print(f"[yellow]warning:[/] {run_id} not updated: {exc.one_line()}", highlight=False)
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
@@ -15,7 +31,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
     records = store.runs(limit=args.limit)
     for rec in records:
         if not rec.finished:
-            store.mark_interrupted_if_dead(rec.id)
+            _settle(store, rec.id)
     records = store.runs(limit=args.limit)
     if args.json:
         print_json([r.to_dict() for r in records])
@@ -33,7 +49,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
     store = RunStore()
     record = store.run(args.run_id)
-    store.mark_interrupted_if_dead(record.id)
+    _settle(store, record.id)
     record = store.run(record.id)
     if args.json:
         data = record.to_dict()
