@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import shutil
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -149,7 +150,19 @@ def quantize(
     )
 
     def build(work: Path) -> dict[str, Any]:
-        _run_quantizer(onnx_path, work / "model.onnx", recipe, calibration, input_names)
+        # ORT writes ``<input>-inferred.onnx`` beside its input (shape inference): read
+        # the source through a link inside the work directory, so a full disk or a kill
+        # leaves that file in the work directory (removed) and never beside the
+        # published cache entry the source belongs to.
+        staging = work / ".source"
+        staging.mkdir()
+        (staging / "model.onnx").symlink_to(onnx_path.resolve())
+        try:
+            _run_quantizer(
+                staging / "model.onnx", work / "model.onnx", recipe, calibration, input_names
+            )
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
         return {
             "recipe": {"kind": recipe.kind, **asdict(recipe)},
             "calibration_sha256": calib_sha,
