@@ -150,7 +150,8 @@ def test_int8_pipeline(variant: str, tiny_assets: Path, kiln_home: Path) -> None
             limit=48,
             quantization=variant,
             guard_samples=48,
-            calibration_samples=32,
+            # Dynamic int8 calibrates nothing, so Kiln refuses a calibration size for it.
+            **({"calibration_samples": 32} if variant == "static" else {}),  # type: ignore[arg-type]
         ),
         "int8",
         events.append,

@@ -160,3 +160,31 @@ def test_store_under_concurrent_writers_and_a_reader(tmp_path: Path) -> None:
     for run_id in ids:
         assert len(store.events(run_id)) == 600
         assert len(store.load_checkpoints(run_id, "evaluate/")) == 300
+
+
+def test_sigterm_to_the_client_still_prints_one_json_object(
+    tiny_assets: Path, kiln_home: Path
+) -> None:
+    """A script's client killed by SIGTERM (a CI timeout, a supervisor) still says where
+    the run stands, on stdout, as JSON; the run is cancelled as with Ctrl-C."""
+    import json
+    import subprocess
+    import sys
+
+    env = {**os.environ, "KILN_HOME": str(kiln_home)}
+    argv = [sys.executable, "-m", "kiln_lab.tui.cli", "run", "--model", "tiny-ner-bert"]
+    argv += ["--limit", "3000", "--batch-size", "1", "--padding", "fixed", "--json"]
+    proc = subprocess.Popen(
+        argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    store = RunStore()
+    _wait(lambda: bool(store.runs()) and store.runs()[0].status == "running")
+    run_id = store.runs()[0].id
+    _wait(lambda: _evaluating(store, run_id))
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 143, stderr
+    assert "Traceback" not in stderr
+    shown = json.loads(stdout)
+    assert shown["run_id"] == run_id and shown["status"] == "cancelled"
+    assert store.run(run_id).status == "cancelled"

@@ -8,6 +8,9 @@ cancel (``run``, ``bench``) or just stops following (``attach``).
 from __future__ import annotations
 
 import argparse
+import signal
+import threading
+from collections.abc import Callable
 from typing import Any
 
 from kiln_lab.core.result import RunResult
@@ -288,6 +291,32 @@ def add_bench_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+TERMINATED_EXIT = 143
+"""128 + SIGTERM, as a shell reports a process the signal ended."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM to the client, handled like Ctrl-C, so ``--json`` still prints one object."""
+
+
+def _terminate_like_ctrl_c() -> Callable[[], None]:
+    """Route SIGTERM through the Ctrl-C path while a run is followed; returns the undo."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def terminated(signum: int, frame: object) -> None:
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminated)
+    return lambda: signal.signal(signal.SIGTERM, previous)
+
+
+def _print_json_if(as_json: bool, store: Any, run_id: str) -> None:
+    """The run's record as it stands, for a script that stopped following early."""
+    if as_json:
+        print_json(_json_result(store.run(run_id)))
+
+
 def follow(
     store: Any,
     run_id: str,
@@ -304,19 +333,27 @@ def follow(
     """
     from kiln_lab.tui.follow import follow_run
 
+    restore = _terminate_like_ctrl_c()
+    stopped = 0
     try:
-        status = follow_run(store, run_id, err, after=after)
-    except KeyboardInterrupt:
-        if not cancel_on_ctrl_c:
-            err.print(f"detached; {run_id} keeps running (kiln attach {run_id})")
-            return 0
-        store.request_cancel(run_id)
-        err.print(f"[yellow]cancelling {run_id}… (waiting for the current batch)[/]")
         try:
-            status = follow_run(store, run_id, err, quiet=True, after=after)
-        except KeyboardInterrupt:
-            err.print(f"[yellow]left {run_id} to stop on its own[/]")
-            return 130
+            status = follow_run(store, run_id, err, after=after)
+        except KeyboardInterrupt as exc:
+            stopped = TERMINATED_EXIT if isinstance(exc, Terminated) else 130
+            if not cancel_on_ctrl_c:
+                err.print(f"detached; {run_id} keeps running (kiln attach {run_id})")
+                _print_json_if(as_json, store, run_id)
+                return 0 if stopped == 130 else stopped
+            store.request_cancel(run_id)
+            err.print(f"[yellow]cancelling {run_id}… (waiting for the current batch)[/]")
+            try:
+                status = follow_run(store, run_id, err, quiet=True, after=after)
+            except KeyboardInterrupt:
+                err.print(f"[yellow]left {run_id} to stop on its own[/]")
+                _print_json_if(as_json, store, run_id)
+                return stopped
+    finally:
+        restore()
     record = store.run(run_id)
     if as_json:
         print_json(_json_result(record))
@@ -330,6 +367,8 @@ def follow(
         err.print(f"[red]{record.error.get('title')}:[/] {record.error.get('message')}")
         if record.error.get("hint"):
             err.print(f"  fix: {record.error['hint']}")
+    if stopped:
+        return stopped
     return 130 if status == "cancelled" else 1
 
 
