@@ -260,10 +260,7 @@ def run_infer_tool(
         instances=defaults.instances,
         processes=defaults.processes,
     )
-    values = context.values(profile) | {
-        "output": str(artifact),
-        "output_dir": str(output_dir or artifact.parent),
-        "output_stem": str(artifact.with_suffix("")),
+    values = _compiled_values(profile, context, artifact, output_dir) | {
         "infer_input": infer_input,
         "infer_output": infer_output,
     }
@@ -272,6 +269,17 @@ def run_infer_tool(
     for name, template in step.files.items():
         (work_dir / name).write_text(_render_text(template, values, f"file {name}"))
     return run_tool(argv, cwd=work_dir, env=env, timeout_s=step.timeout_s, cancelled=cancelled)
+
+
+def _compiled_values(
+    profile: Any, context: ToolContext, artifact: Path, output_dir: Path | None
+) -> dict[str, Any]:
+    """Placeholder values for a step that runs the compiled artifact (benchmark, infer)."""
+    return context.values(profile) | {
+        "output": str(artifact),
+        "output_dir": str(output_dir or artifact.parent),
+        "output_stem": str(artifact.with_suffix("")),
+    }
 
 
 def _rendered(arguments: Sequence[Any], values: Mapping[str, Any], inputs: Sequence[str]) -> list:
@@ -359,10 +367,7 @@ def run_external_benchmark(
         processes=processes or defaults.processes,
     )
     artifact = Path(artifact)
-    values = context.values(profile) | {
-        "output": str(artifact),
-        "output_dir": str(output_dir or artifact.parent),
-        "output_stem": str(artifact.with_suffix("")),
+    values = _compiled_values(profile, context, artifact, output_dir) | {
         "iterations": iterations or step.iterations,
         "warmup": step.warmup if warmup is None else warmup,
     }

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
@@ -59,6 +60,8 @@ class Layout(ABC):
     key_styles: ClassVar[tuple[str, ...]] = KEY_STYLES
     """The array naming styles the tool can read."""
     file_formats: ClassVar[tuple[str, ...]] = ()
+    pattern: ClassVar[re.Pattern[str]]
+    """Output file names; group 1 is the item index."""
     """The per-file formats the caller may choose; empty: fixed by the tool, and the
     ``file_format`` arguments are ignored."""
 
@@ -231,9 +234,15 @@ class Layout(ABC):
     def _output_name(self, index: int, key: str | None, file_format: str) -> str:
         """The file name the tool gives item ``index``'s output (``key``'s, if by file)."""
 
-    @abstractmethod
     def _owner(self, name: str, file_format: str) -> int | None:
-        """The item index an output file of this name belongs to; None: not the tool's."""
+        """The item index an output file of this name belongs to; None: not the tool's.
+
+        ``pattern``'s first group is the index; the name must be exactly the one the tool
+        gives that index (no extra zeros, the right suffix)."""
+        match = self.pattern.fullmatch(name)
+        if match is None or name != self._output_name(int(match[1]), None, file_format):
+            return None
+        return int(match[1])
 
     @abstractmethod
     def _load(

@@ -77,12 +77,6 @@ class PolygraphyJsonLayout(Layout):
     def _output_name(self, index: int, key: str | None, file_format: str) -> str:
         return f"{index:0{WIDTH}d}.json"
 
-    def _owner(self, name: str, file_format: str) -> int | None:
-        match = self.pattern.fullmatch(name)
-        if match is None or name != self._output_name(int(match[1]), None, file_format):
-            return None
-        return int(match[1])
-
     def _load(
         self,
         path: Path,
