@@ -112,6 +112,9 @@ class _Mismatched:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.whole(*args, **kwargs)
 
+    def num_special_tokens_to_add(self, pair: bool = False) -> int:
+        return self.whole.num_special_tokens_to_add(pair=pair)
+
 
 def test_word_cache_turns_itself_off_when_words_differ_in_context(
     caplog: pytest.LogCaptureFixture,
