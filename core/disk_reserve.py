@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 
 RESERVE_BYTES = 1 << 20
 """1 MiB: a few hundred SQLite pages, far more than one status update needs."""
+NO_RESERVE_WAIT_S = 15.0
+"""How long to wait for space when there was no reserve to free: the client follows
+the run, so a long silent wait would look like a hang."""
 
 
 class DiskReserve:
@@ -35,6 +38,8 @@ class DiskReserve:
     def __init__(self, directory: Path, size: int = RESERVE_BYTES) -> None:
         self.path = directory / f".reserve-{os.getpid()}"
         self.size = size
+        self.held = False
+        """Whether the reserve was made (a disk already full, or read-only, has none)."""
 
     def __enter__(self) -> DiskReserve:
         remove_stale_reserves(self.path.parent)
@@ -42,6 +47,7 @@ class DiskReserve:
             fd = os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600)
             try:
                 os.posix_fallocate(fd, 0, self.size)
+                self.held = True
             finally:
                 os.close(fd)
         except OSError as exc:  # already full, or a read-only KILN_HOME: run without
@@ -96,6 +102,8 @@ def record_disk_full(
     Retries for up to ``wait_s`` while the disk stays full, so a follower sees the real
     cause rather than an ``interrupted`` run with none.
     """
+    if not reserve.held:
+        wait_s = min(wait_s, NO_RESERVE_WAIT_S)
     reserve.release()
     deadline = time.monotonic() + wait_s
     while True:

@@ -15,6 +15,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -217,3 +218,25 @@ def test_quick_check_finds_a_damaged_page_in_a_large_store(tmp_path: Path) -> No
     with pytest.raises(StoreError, match="damaged"):
         RunStore(path)
     assert sqlite3.connect(path).execute("PRAGMA page_size").fetchone()[0] > 0
+
+
+def test_with_no_reserve_to_free_the_wait_for_space_is_short(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A disk already full at start leaves no reserve: the worker then waits for space
+    seconds, not the five minutes a follower would take for a hang."""
+    from kiln_lab.core import disk_reserve
+    from kiln_lab.core.store_open import store_disk_full
+
+    path = tmp_path / "runs.sqlite"
+    store = RunStore(path)
+    run_id = store.create_run({"model": "tiny-ner-bert"})
+    reserve = disk_reserve.DiskReserve(tmp_path)  # never entered: nothing was reserved
+    assert not reserve.held
+    monkeypatch.setattr(disk_reserve, "NO_RESERVE_WAIT_S", 0.05)
+    store.finish_run = lambda *a, **k: (_ for _ in ()).throw(store_disk_full(path))  # type: ignore[method-assign]
+    started = time.monotonic()
+    assert not disk_reserve.record_disk_full(store, run_id, store_disk_full(path), reserve)
+    assert time.monotonic() - started < 10
+    with disk_reserve.DiskReserve(tmp_path) as held:
+        assert held.held
