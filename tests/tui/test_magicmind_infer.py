@@ -66,6 +66,11 @@ def model_file(tmp_path: Path) -> Path:
     return path
 
 
+def argv(model: object, data_list: object, out: object, *more: str) -> list[str]:
+    """The runner's command line, as the cambricon profile's infer step writes it."""
+    return ["--model", str(model), "--data-list", str(data_list), "--output-dir", str(out), *more]
+
+
 def run_main(args: list[str], fake: FakeModel | None = None) -> int:
     return runner.main(args, load_model=fake.load if fake else None)
 
@@ -79,16 +84,7 @@ def test_outputs_are_named_by_data_list_line_in_input_order(
     fake = FakeModel()
 
     status = run_main(
-        [
-            "--model",
-            str(model_file),
-            "--data-list",
-            str(data_list),
-            "--output-dir",
-            str(out),
-            "--device",
-            "3",
-        ],
+        argv(model_file, data_list, out, "--device", "3"),
         fake,
     )
 
@@ -128,14 +124,7 @@ def test_a_missing_sample_names_the_list_and_line(
     fake = FakeModel()
 
     status = run_main(
-        [
-            "--model",
-            str(model_file),
-            "--data-list",
-            str(data_list),
-            "--output-dir",
-            str(tmp_path / "out"),
-        ],
+        argv(model_file, data_list, tmp_path / "out"),
         fake,
     )
 
@@ -153,14 +142,7 @@ def test_a_damaged_sample_is_a_one_line_error(
     (tmp_path / "samples" / "sample_000001.npz").write_bytes(b"PK\x03\x04 truncated")
 
     status = run_main(
-        [
-            "--model",
-            str(model_file),
-            "--data-list",
-            str(data_list),
-            "--output-dir",
-            str(tmp_path / "out"),
-        ],
+        argv(model_file, data_list, tmp_path / "out"),
         FakeModel(),
     )
 
@@ -202,16 +184,7 @@ def test_without_magicmind_it_says_so_in_one_line_and_exits_2(
     monkeypatch.setitem(sys.modules, "magicmind", None)  # import magicmind... -> ImportError
     data_list = write_samples(tmp_path, 1)
 
-    status = runner.main(
-        [
-            "--model",
-            str(model_file),
-            "--data-list",
-            str(data_list),
-            "--output-dir",
-            str(tmp_path / "out"),
-        ]
-    )
+    status = runner.main(argv(model_file, data_list, tmp_path / "out"))
 
     assert status == 2
     err = capsys.readouterr().err.strip().splitlines()
