@@ -1,0 +1,189 @@
+"""Per-example outcomes of an evaluation, kept beside the pooled scores.
+
+Pooled counts (:class:`RunningNer`, :class:`RunningClassification`) give the figures;
+intervals and paired comparisons need to know how the figure splits across examples:
+whether each example was right (classification), or each sentence's entity and token
+counts (NER). These keep that, a few integers per example, keyed by example index so
+two runs on the same examples can be paired. Live figures read only the running sums
+of :class:`~kiln_lab.core.metrics.sequential.RatioStream` (O(1)); the arrays are
+assembled once, for the final intervals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from kiln_lab.core.metrics.intervals import (
+    DEFAULT_CONFIDENCE,
+    SentenceCounts,
+    as_dicts,
+    classification_intervals,
+    ner_intervals,
+)
+from kiln_lab.core.metrics.ner import TagTable
+from kiln_lab.core.metrics.sequential import RatioStream
+
+
+def sentence_counts(
+    table: TagTable,
+    true: np.ndarray,
+    pred: np.ndarray,
+    lengths: np.ndarray,
+    unseen: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per sentence: true positives, predicted and true entities (sentences x types, in
+    ``table.types`` order), tokens seen and tokens correct; the same chunking as
+    :meth:`RunningNer.update_codes`, so the columns sum to its pooled counts."""
+    count = int(lengths.shape[0])
+    first, last, kinds, span = table.chunks(
+        np.concatenate((true, pred)), np.concatenate((lengths, lengths))
+    )
+    half, types = span // 2, max(len(table.types), 1)
+    # The concatenated sequence has one O after each sentence: sentence k starts at
+    # starts[k]; the predicted copy repeats them after ``half``.
+    starts = np.concatenate(([0], np.cumsum(lengths + 1)[:-1])) if count else np.zeros(0)
+    predicted = first >= half
+    sentence = np.searchsorted(starts, first % half if half else first, side="right") - 1
+    keys = ((first % half) * half + last % half) * types + kinds if half else kinds
+    hits = np.isin(keys[predicted], keys[~predicted], assume_unique=True)
+
+    def table_of(rows: np.ndarray, kinds_: np.ndarray) -> np.ndarray:
+        out = np.zeros((count, types), dtype=np.int64)
+        np.add.at(out, (rows, kinds_), 1)
+        return out
+
+    actual = table_of(sentence[~predicted], kinds[~predicted])
+    pred_table = table_of(sentence[predicted], kinds[predicted])
+    tp = table_of(sentence[predicted][hits], kinds[predicted][hits])
+    token_sentence = np.repeat(np.arange(count), lengths)
+    seen_mask = np.ones(true.shape[0], dtype=bool) if unseen is None else ~unseen
+    seen = np.bincount(token_sentence[seen_mask], minlength=count)
+    correct = np.bincount(token_sentence[seen_mask & (true == pred)], minlength=count)
+    return tp, pred_table, actual, seen, correct
+
+
+class NerOutcomes:
+    """Each scored sentence's counts, plus running sums for the live interval."""
+
+    def __init__(self, table: TagTable) -> None:
+        self.table = table
+        self._parts: list[tuple[np.ndarray, ...]] = []
+        self.f1 = RatioStream()
+        self.tokens = RatioStream()
+
+    def add(
+        self,
+        indices: Sequence[int],
+        true: np.ndarray,
+        pred: np.ndarray,
+        lengths: np.ndarray,
+        unseen: np.ndarray | None = None,
+    ) -> None:
+        tp, predicted, actual, seen, correct = sentence_counts(
+            self.table, true, pred, lengths, unseen
+        )
+        self._parts.append(
+            (np.asarray(indices, dtype=np.int64), tp, predicted, actual, seen, correct)
+        )
+        self.f1.add(2 * tp.sum(1), predicted.sum(1) + actual.sum(1))
+        self.tokens.add(correct, seen)
+
+    @property
+    def main(self) -> RatioStream:
+        return self.f1
+
+    def streams(self) -> dict[str, RatioStream]:
+        return {"entity_f1": self.f1, "token_accuracy": self.tokens}
+
+    def counts(self) -> tuple[np.ndarray, SentenceCounts]:
+        """Example indices (sorted) and their counts, types named as scored (O's ``_``
+        type and types never seen dropped)."""
+        types = len(self.table.types)
+        if not self._parts:
+            empty = np.zeros((0, 0), dtype=np.int64)
+            return np.zeros(0, dtype=np.int64), SentenceCounts(
+                empty, empty, empty, np.zeros(0), np.zeros(0), ()
+            )
+
+        def stack(column: int) -> np.ndarray:
+            blocks = [part[column] for part in self._parts]
+            return np.concatenate([np.pad(b, ((0, 0), (0, types - b.shape[1]))) for b in blocks])
+
+        indices = np.concatenate([part[0] for part in self._parts])
+        order = np.argsort(indices, kind="stable")
+        tp, predicted, actual = stack(1)[order], stack(2)[order], stack(3)[order]
+        keep = [
+            i
+            for i, name in enumerate(self.table.types)
+            if name != "_" and (predicted[:, i].any() or actual[:, i].any())
+        ]
+        seen = np.concatenate([part[4] for part in self._parts])[order]
+        correct = np.concatenate([part[5] for part in self._parts])[order]
+        names = tuple(self.table.types[i] for i in keep)
+        return indices[order], SentenceCounts(
+            tp[:, keep], predicted[:, keep], actual[:, keep], seen, correct, names
+        )
+
+    def intervals(self, confidence: float = DEFAULT_CONFIDENCE) -> dict:
+        return as_dicts(ner_intervals(self.counts()[1], confidence))
+
+
+class ClassificationOutcomes:
+    """Whether each scored example was right, and its language where the data says."""
+
+    def __init__(self) -> None:
+        self._indices: list[np.ndarray] = []
+        self._correct: list[np.ndarray] = []
+        self._languages: list[str | None] = []
+        self.accuracy = RatioStream()
+
+    def add(
+        self, indices: Sequence[int], correct: np.ndarray, languages: Sequence[str | None]
+    ) -> None:
+        correct = np.asarray(correct, dtype=bool)
+        self._indices.append(np.asarray(indices, dtype=np.int64))
+        self._correct.append(correct)
+        self._languages.extend(languages)
+        self.accuracy.add(correct, np.ones(correct.shape[0]))
+
+    @property
+    def main(self) -> RatioStream:
+        return self.accuracy
+
+    def streams(self) -> dict[str, RatioStream]:
+        return {"accuracy": self.accuracy}
+
+    def counts(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Example indices (sorted), whether each was right, and each one's language."""
+        if not self._indices:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool), np.zeros(0, dtype=object)
+        indices = np.concatenate(self._indices)
+        order = np.argsort(indices, kind="stable")
+        languages = np.asarray(self._languages, dtype=object)
+        return indices[order], np.concatenate(self._correct)[order], languages[order]
+
+    def languages(self) -> dict[str, np.ndarray]:
+        """A mask per language (none when the data has no language column)."""
+        _, _, languages = self.counts()
+        names = sorted({name for name in languages.tolist() if name})
+        return {name: languages == name for name in names}
+
+    def per_language(self, confidence: float = DEFAULT_CONFIDENCE) -> dict:
+        """Accuracy per language with its Wilson interval: the XNLI breakdown table."""
+        _, correct, _ = self.counts()
+        groups = self.languages()
+        intervals = classification_intervals(correct, groups, confidence).get("per_language", {})
+        return {
+            name: {
+                "accuracy": float(correct[mask].mean()) if mask.any() else 0.0,
+                "count": int(mask.sum()),
+                "interval": intervals[name].to_dict(),
+            }
+            for name, mask in groups.items()
+        }
+
+    def intervals(self, confidence: float = DEFAULT_CONFIDENCE) -> dict:
+        _, correct, _ = self.counts()
+        return as_dicts(classification_intervals(correct, None, confidence))
