@@ -14,6 +14,7 @@ every method is one short transaction.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import secrets
@@ -30,10 +31,12 @@ from kiln_lab.core.errors import RunNotFound, StoreError
 from kiln_lab.core.events import Event, RunFinished, from_record, to_record
 from kiln_lab.core.paths import kiln_home
 from kiln_lab.core.result import RunResult
-from kiln_lab.core.store_open import open_store, translate
+from kiln_lab.core.store_open import WalWatch, open_store, translate
 
 APPLICATION_ID = 0x4B494C4E  # "KILN"
 SCHEMA_VERSION = 1
+
+_log = logging.getLogger(__name__)
 
 TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled", "interrupted"})
 
@@ -171,8 +174,11 @@ def _locked(method: Any) -> Any:
 
     def wrapper(self: RunStore, *args: Any, **kwargs: Any) -> Any:
         with self._lock:
+            self._follow_wal()
             try:
-                return method(self, *args, **kwargs)
+                result = method(self, *args, **kwargs)
+                self._wal.remember()
+                return result
             except sqlite3.Error as exc:
                 # A full disk, a read-only or damaged file: one line with the path and
                 # the fix (store_open.translate), never a SQLite traceback.
@@ -195,7 +201,34 @@ class RunStore:
         # checkpoints from helper threads); the lock keeps each use whole.
         self._lock = threading.RLock()
         self.readonly_reason: str | None = None
+        self._readonly_requested = readonly
+        self._wal = WalWatch(self.path)
         self._conn = self._open(readonly)
+
+    def _follow_wal(self) -> None:
+        """Checkpoint and reopen when the WAL was deleted under this connection.
+
+        A writer checkpoints first, so what it committed into the deleted WAL reaches
+        the main file before a new WAL is started; a reader just reopens.
+        """
+        why = self._wal.moved()
+        if why is None:
+            return
+        if self.readonly_reason is None:
+            try:
+                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error as exc:
+                _log.warning("checkpoint after the lost WAL failed: %s", exc)
+        self._conn.close()
+        self._wal.forget()
+        _log.warning(
+            "%s %s while Kiln had the store open; what was written through it was "
+            "checkpointed into %s and the store reopened",
+            self._wal.path,
+            why,
+            self.path,
+        )
+        self._conn = self._open(self._readonly_requested)
 
     # -- opening and checking -------------------------------------------------------------
     def _open(self, readonly: bool) -> sqlite3.Connection:

@@ -257,3 +257,44 @@ def _open(
             hint=RECOVER_HINT.format(path=path),
         )
     return OpenedStore(conn, reason)
+
+
+class WalWatch:
+    """Notices ``runs.sqlite-wal`` deleted (or replaced) under an open connection.
+
+    SQLite keeps writing into the unlinked WAL through its open descriptor, while any
+    connection opened afterwards creates a fresh, empty WAL beside the shared index:
+    the two then disagree, readers fail with "disk I/O error", and whatever the old WAL
+    held is lost when the last connection closes. One ``stat`` per store call (a few
+    microseconds) finds it; the store then checkpoints the old WAL into the main file
+    (so nothing committed is lost) and reopens, and every process converges on the WAL
+    that is at the path again.
+    """
+
+    def __init__(self, db_path: Path) -> None:
+        self.path = Path(f"{db_path}-wal")
+        self._identity: tuple[int, int] | None = None
+
+    def _current(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        return (st.st_dev, st.st_ino)
+
+    def remember(self) -> None:
+        """Record the WAL this connection uses (SQLite opens it lazily, at first use)."""
+        if self._identity is None:
+            self._identity = self._current()
+
+    def forget(self) -> None:
+        self._identity = None
+
+    def moved(self) -> str | None:
+        """Why the WAL at the path is not this connection's any more, or None."""
+        if self._identity is None:
+            return None
+        now = self._current()
+        if now == self._identity:
+            return None
+        return "was deleted" if now is None else "was replaced by another file"

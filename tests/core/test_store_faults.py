@@ -240,3 +240,66 @@ def test_with_no_reserve_to_free_the_wait_for_space_is_short(
     assert time.monotonic() - started < 10
     with disk_reserve.DiskReserve(tmp_path) as held:
         assert held.held
+
+
+def test_a_wal_deleted_under_a_writer_and_a_reader_loses_nothing(tmp_path: Path) -> None:
+    """``rm runs.sqlite-wal`` while a worker writes and a client reads: the writer
+    checkpoints what it wrote into the main file and reopens, the reader follows, and a
+    store opened afterwards holds every event."""
+    path = tmp_path / "runs.sqlite"
+    writer, reader = RunStore(path), RunStore(path)
+    run_id = writer.create_run({"model": "tiny-ner-bert"})
+    writer.append_many(run_id, [LogLine(None, "info", f"before {i}") for i in range(50)])
+    assert len(reader.events(run_id)) == 50
+    Path(f"{path}-wal").unlink()
+    writer.append_many(run_id, [LogLine(None, "info", f"after {i}") for i in range(50)])
+    assert len(reader.events(run_id)) == 100
+    late = RunStore(path)  # opened after the deletion: sees the same store
+    assert len(late.events(run_id)) == 100
+    writer.set_status(run_id, "succeeded")
+    assert reader.run(run_id).status == "succeeded"
+    for store in (writer, reader, late):
+        store.close()
+    again = RunStore(path)
+    assert len(again.events(run_id)) == 100 and again.run(run_id).status == "succeeded"
+    assert again._conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    again.close()
+
+
+def _unmount(where: Path) -> None:
+    """The worker outlives the client by a moment; wait for it to let go of the mount."""
+    for _ in range(100):
+        if subprocess.run(["umount", str(where)], capture_output=True).returncode == 0:
+            return
+        time.sleep(0.1)
+    subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def test_a_real_full_disk_fails_the_run_in_one_line_and_leaves_nothing_half_written(
+    tmp_path: Path,
+) -> None:
+    """KILN_HOME on a 6 MB tmpfs: the export fits, the fused graph does not. The run is
+    recorded failed with the cause, `--json` prints one object, history stays readable,
+    and no partial file is left under or beside a final name."""
+    home = tmp_path / "small"
+    _try_mount_tmpfs(home, "6m")
+    try:
+        proc = _kiln(home, "run", "--model", "zh-ner-tiny", "--limit", "20", "--json")
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr
+        out = json.loads(proc.stdout)
+        assert out["status"] == "failed" and out["error"]["kind"] == "DiskFull"
+        assert str(home) in out["error"]["message"] and "free there now" in out["error"]["message"]
+        listed = _kiln(home, "runs", "--json")
+        assert listed.returncode == 0, listed.stderr
+        (record,) = json.loads(listed.stdout)
+        assert record["status"] == "failed" and record["error"]["kind"] == "DiskFull"
+        # Entries are published whole (a temporary directory renamed into place): only
+        # complete ones, each with its meta.json, and no hidden temporaries anywhere.
+        for entry in (home / "cache" / "artifacts").iterdir():
+            assert (entry / "meta.json").is_file(), f"an incomplete cache entry: {entry}"
+            names = {p.name for p in entry.iterdir()}
+            assert not {n for n in names if "inferred" in n or n.startswith(".")}, names
+        hidden = [p for p in home.rglob(".*") if not p.name.startswith(".reserve")]
+        assert not [p for p in hidden if p.is_file() or p.is_dir()], hidden
+    finally:
+        _unmount(home)
