@@ -12,6 +12,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from kiln_lab.core.errors import Cancelled, KilnError
 from kiln_lab.tui.commands.catalogue import (
@@ -21,7 +22,7 @@ from kiln_lab.tui.commands.catalogue import (
     cmd_models,
     cmd_profiles,
 )
-from kiln_lab.tui.commands.console import err
+from kiln_lab.tui.commands.console import err, json_error, print_json
 from kiln_lab.tui.commands.history import cmd_report, cmd_runs, cmd_show, report_formats
 from kiln_lab.tui.commands.run import (
     add_bench_options,
@@ -39,9 +40,23 @@ def cmd_app(args: argparse.Namespace) -> int:
     return run_app(attach=getattr(args, "attach", None))
 
 
+class UsageError(KilnError):
+    title = "Usage error"
+    exit_code = 2
+
+
+class KilnArgumentParser(argparse.ArgumentParser):
+    """argparse that raises a ``UsageError`` instead of exiting, so that ``--json`` can
+    print its one error object for a mistyped option too (sub-parsers inherit the class)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        raise UsageError(f"{self.prog}: {message}", hint=f"`{self.prog} --help` lists the options")
+
+
 # -- wiring ---------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = KilnArgumentParser(
         prog="kiln",
         description="Build, evaluate and benchmark BERT-family models on hardware targets. "
         "Without a command, opens the terminal app.",
@@ -119,6 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
     from kiln_lab.tui.commands.finetune import add_finetune_parser
 
     add_finetune_parser(sub)
+    from kiln_lab.tui.commands.serve import add_serve_parser
+
+    add_serve_parser(sub)
     return parser
 
 
@@ -127,22 +145,45 @@ def main(argv: Sequence[str] | None = None) -> int:
     # inherits that, and Python then never raises KeyboardInterrupt: Ctrl-C must work.
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, signal.default_int_handler)
+    words = list(sys.argv[1:] if argv is None else argv)
+    # --json promises one object on stdout, a failure included: {"error": ..., "hint": ...}.
+    as_json = "--json" in words
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(words)
+    except UsageError as exc:
+        err.print(f"[red]error:[/] {exc.one_line()}", highlight=False)
+        if as_json:
+            print_json(json_error(exc))
+        return exc.exit_code
     func = getattr(args, "func", cmd_app)
+    as_json = bool(getattr(args, "json", False))
     try:
         return func(args)
     except Cancelled as exc:
         err.print(f"[yellow]{exc.one_line()}[/]")
+        if as_json:
+            print_json(json_error(exc))
         return exc.exit_code
     except KilnError as exc:
         if args.debug:
             err.print_exception()
         err.print(f"[red]error:[/] {exc.one_line()}", highlight=False)
+        if as_json:
+            print_json(json_error(exc))
         return exc.exit_code
     except KeyboardInterrupt:
         err.print("[yellow]interrupted[/]")
+        if as_json:
+            print_json({"error": "interrupted", "hint": None})
         return 130
+    except Exception as exc:
+        if not as_json:
+            raise
+        # A bug in Kiln: the traceback on stderr, and still one object on stdout.
+        err.print_exception()
+        print_json(json_error(exc))
+        return 1
 
 
 if __name__ == "__main__":

@@ -1,0 +1,1 @@
+"""The app in a browser: ``kiln serve``'s locked-down textual-serve server."""
