@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
@@ -18,6 +19,22 @@ def fmt(value: Any, digits: int = 4) -> str:
     if isinstance(value, float):
         return f"{value:.{digits}f}"
     return str(value)
+
+
+def size_text(size: int | None) -> str:
+    """Bytes as an operator reads them: 812 B, 14.2 kB, 3.8 MB, 1.21 GB."""
+    if not isinstance(size, int) or isinstance(size, bool):
+        return "—"
+    for unit, scale, digits in (("GB", 1e9, 2), ("MB", 1e6, 1), ("kB", 1e3, 1)):
+        if size >= scale:
+            return f"{size / scale:.{digits}f} {unit}"
+    return f"{size} B"
+
+
+def _best_speed(result: RunResult) -> str:
+    """A benchmark-only run's figure for a run list: its fastest grid cell."""
+    speeds = [c.samples_per_s for c in result.benchmark_cells if c.samples_per_s]
+    return f"{max(speeds):,.0f}/s best" if speeds else ""
 
 
 def when(ts: float) -> str:
@@ -37,7 +54,7 @@ def runs_table(records: list[Any]) -> Table:
             rec.profile,
             rec.precision,
             rec.dataset,
-            headline(RunResult.from_dict(rec.result)),
+            headline(result := RunResult.from_dict(rec.result)) or _best_speed(result),
         )
     return table
 
@@ -121,4 +138,105 @@ def result_table(result: RunResult) -> Table:
         table.add_row(f"ref {ref.metric}", shown)
     if result.stages:
         table.add_row("stages", ", ".join(f"{k} {v:.2f}s" for k, v in result.stages.items()))
+    return table
+
+
+SCORE_COLUMNS = ("precision", "recall", "f1", "support")
+"""Per-type score columns shown first; any other key a result holds follows them."""
+
+
+def _cell(value: Any) -> str:
+    """One figure of a per-type row, whatever shape a newer or older result gives it."""
+    if isinstance(value, bool) or value is None:
+        return fmt(value)
+    if isinstance(value, float | int):
+        return fmt(value)
+    if isinstance(value, list | tuple) and all(isinstance(v, float | int) for v in value):
+        return "[" + ", ".join(fmt(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_cell(v)}" for k, v in value.items())
+    return str(value)
+
+
+def per_type_table(result: RunResult) -> Table | None:
+    """Precision, recall, F1 and support per entity type (NER) or class, as stored.
+
+    Keys beyond the usual four (intervals, for one) are shown too, so a result written by
+    a newer Kiln is never cut down to what this one knows.
+    """
+    metrics = result.metrics
+    if metrics is None:
+        return None
+    scores = metrics.per_type or metrics.per_class
+    if not scores:
+        return None
+    rows = {name: score.to_dict() for name, score in scores.items()}
+    keys = [k for k in SCORE_COLUMNS if any(k in row for row in rows.values())]
+    keys += list(dict.fromkeys(k for row in rows.values() for k in row if k not in keys))
+    what = "entity type" if metrics.per_type else "class"
+    table = Table(title=f"Per {what}", header_style="bold", expand=False)
+    table.add_column(what)
+    for key in keys:
+        table.add_column(key.replace("_", " "), justify="right")
+    for name, row in rows.items():
+        table.add_row(name, *(_cell(row.get(key)) for key in keys))
+    return table
+
+
+def grid_table(result: RunResult) -> Table | None:
+    """The benchmark grid, batch sizes down and sequence lengths across: samples/s and
+    p99 batch latency per cell (the spread across trials where there were several)."""
+    cells = [c for c in result.benchmark_cells if c.shape is not None]
+    if not cells:
+        return None
+    batches = sorted({c.batch_size for c in cells})
+    seq_lens = sorted({c.seq_len for c in cells})
+    by_shape = {c.shape: c for c in cells}
+    table = Table(
+        title="Benchmark: samples/s · p99 batch latency", header_style="bold", expand=False
+    )
+    table.add_column("batch \\ seq", justify="right")
+    for seq_len in seq_lens:
+        table.add_column(str(seq_len), justify="right")
+    for batch in batches:
+        row = []
+        for seq_len in seq_lens:
+            cell = by_shape.get((batch, seq_len))
+            if cell is None or cell.samples_per_s is None:
+                row.append("—")
+                continue
+            text = f"{cell.samples_per_s:,.1f}/s"
+            p99 = cell.latency.p99_ms if cell.latency is not None else None
+            text += f" · p99 {p99:.1f} ms" if p99 is not None else " · p99 —"
+            if cell.spread_pct:
+                text += f" (±{cell.spread_pct:.0f}%)"
+            row.append(text)
+        table.add_row(str(batch), *row)
+    return table
+
+
+def result_view(result: RunResult) -> RenderableType:
+    """Everything a finished run has to show on the command line: the summary, the
+    per-type scores and the benchmark grid (each only where the result holds it)."""
+    parts = [result_table(result), per_type_table(result), grid_table(result)]
+    return Group(*(part for part in parts if part is not None))
+
+
+def artifacts_table(artifacts: list[dict[str, Any]]) -> Table:
+    """What a run built and where it lies (``kiln export`` copies them away)."""
+    from pathlib import Path
+
+    table = Table(title="Artifacts", header_style="bold", expand=False)
+    for col in ("stage", "artifact", "size", "path"):
+        table.add_column(col, justify="right" if col == "size" else "left")
+    for item in artifacts:
+        path = str(item.get("path") or "")
+        size = item.get("size")
+        there = bool(path) and Path(path).exists()
+        table.add_row(
+            str(item.get("stage") or ""),
+            str(item.get("name") or ""),
+            size_text(size),
+            path if there else Text(f"{path} (gone: the cache was cleared)", "yellow"),
+        )
     return table

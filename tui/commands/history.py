@@ -56,11 +56,15 @@ def cmd_show(args: argparse.Namespace) -> int:
         data["artifacts"] = store.artifacts(record.id)
         print_json(data)
         return 0
-    from kiln_lab.tui.render import result_table, runs_table
+    from kiln_lab.tui.render import artifacts_table, result_view, runs_table
 
     out.print(runs_table([record]))
     if record.result:
-        out.print(result_table(RunResult.from_dict(record.result)))
+        out.print(result_view(RunResult.from_dict(record.result)))
+    artifacts = store.artifacts(record.id)
+    if artifacts:
+        out.print(artifacts_table(artifacts))
+        err.print(f"copy them with their manifest: kiln export {record.id} --to DIR")
     if record.error:
         err.print(f"[red]{record.error.get('title')}:[/] {record.error.get('message')}")
     return 0

@@ -358,9 +358,9 @@ def follow(
     if as_json:
         print_json(_json_result(record))
     elif record.result:
-        from kiln_lab.tui.render import result_table
+        from kiln_lab.tui.render import result_view
 
-        out.print(result_table(RunResult.from_dict(record.result)))
+        out.print(result_view(RunResult.from_dict(record.result)))
     if record.status == "succeeded":
         return 0
     if record.error:
