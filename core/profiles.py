@@ -142,6 +142,10 @@ class Int8Options(FrozenConfig):
     calibration_samples: int = Field(default=200, ge=1)
     """Samples drawn from the dataset's train split to calibrate activation ranges."""
     per_channel: bool = False
+    no_float_repair: str | None = None
+    """External profiles: why this vendor's compiler cannot be told to keep chosen layers
+    in float (no documented per-layer setting), so the accuracy guard measures int8 through
+    the tool but cannot repair it. Said in every int8 run on the profile."""
 
 
 class KeepFloat(FrozenConfig):

@@ -107,12 +107,15 @@ class ExternalRuntime(Runtime):
         found = super().conversion(profile, precision)
         if precision != "int8":
             return found
-        # The guard's repair recompiles with chosen layers in float: Kiln cannot say that
-        # in a vendor compiler's own syntax yet, so int8 is measured but not repaired.
+        # The guard's repair recompiles with chosen layers in float; a profile says why its
+        # vendor's compiler has no documented way to be told which (no_float_repair).
+        why = profile.int8.no_float_repair or (
+            "the profile names no way to keep chosen layers in float in this vendor's compiler"
+        )
         return Conversion(
             None,
-            f"{found.reason}; the accuracy guard cannot recompile through the vendor's tool, "
-            "so int8 accuracy is measured (with evaluate_with) but not repaired",
+            f"{found.reason}. Its int8 accuracy is measured through the tool but the accuracy "
+            f"guard cannot repair it: {why}",
         )
 
     def build(self, request: BuildRequest) -> Built:

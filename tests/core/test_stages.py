@@ -127,6 +127,18 @@ def test_onnxruntime_converts_int8_and_fp16_from_the_graph_each_needs(
     assert runtime.conversion_source(cpu, "fp16", graphs) == graphs.onnx
 
 
+def test_an_external_int8_build_says_why_the_guard_cannot_repair_it() -> None:
+    """No documented per-layer float setting in the vendor compiler: the run says which,
+    in the profile's own words, instead of pretending the guard repaired anything."""
+    from kiln_lab.core.profiles import get_profile
+
+    vacc = get_profile("vastai-vacc")
+    conversion = get_runtime("external").conversion(vacc, "int8")
+    assert conversion.kind is None
+    assert vacc.int8.no_float_repair and vacc.int8.no_float_repair in conversion.reason
+    assert "cannot repair" in conversion.reason
+
+
 def test_no_stage_tests_a_runtime_by_name() -> None:
     """Per-runtime behaviour lives in the runtime's class: a stage that compares
     ``profile.runtime`` with a string would be a second place to change."""
