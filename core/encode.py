@@ -140,18 +140,49 @@ def proxy_length(example: TokenExample | TextExample) -> int:
     return len(example.text) + len(example.text_pair or "")
 
 
+SHARD_BATCHES = 32
+"""Batches per randomly drawn shard. Examples are shuffled, cut into shards of this
+many batches, and sorted by length only inside a shard: after every shard the examples
+seen are a random sample of the split (what an interval watched during the run, and
+``--until``, need), while each shard still batches sentences of similar length. On the
+built-in NER test split, shards of 32 batches of 32 pad 3.8% more tokens than sorting
+the whole split (16 batches: 8.2%); see ``bench/compare.py`` for the speed."""
+PLAN_SEED = 16
+"""The shuffle is seeded: the same run plans the same batches (a resumed run relies on it)."""
+
+
+def draw_order(count: int) -> np.ndarray:
+    """The random order the shards are cut from (seeded: the same for every run)."""
+    return np.random.default_rng(PLAN_SEED).permutation(count)
+
+
 def plan_batches(
-    examples: Sequence[TokenExample | TextExample], batch_size: int, padding: Padding
+    examples: Sequence[TokenExample | TextExample],
+    batch_size: int,
+    padding: Padding,
+    *,
+    shards: bool = False,
 ) -> list[list[int]]:
     """Which examples go in which batch: sorted by length when bucketing.
 
     Planned before tokenising (on a cheap length proxy) so tokenisation can run batch by
-    batch, overlapped with inference, and so a resumed run sees the same batches.
+    batch, overlapped with inference, and so a resumed run sees the same batches. With
+    ``shards``, the examples come in random shards of :data:`SHARD_BATCHES` batches,
+    each sorted inside (see there); batch ``k`` closes a shard when ``(k + 1) %
+    SHARD_BATCHES == 0`` or it is the last.
     """
     order = list(range(len(examples)))
-    if padding == "bucket":
-        order.sort(key=lambda i: proxy_length(examples[i]))
-    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    pieces = [order]
+    if shards:
+        order = draw_order(len(examples)).tolist()
+        size = batch_size * SHARD_BATCHES
+        pieces = [order[i : i + size] for i in range(0, len(order), size)]
+    plan = []
+    for piece in pieces:
+        if padding == "bucket":
+            piece.sort(key=lambda i: proxy_length(examples[i]))
+        plan += [piece[i : i + batch_size] for i in range(0, len(piece), batch_size)]
+    return plan
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,9 @@ from kiln_lab.core.metrics import (
     TagTable,
     ThroughputMeter,
 )
+from kiln_lab.core.metrics.intervals import Interval
+from kiln_lab.core.metrics.outcomes import ClassificationOutcomes, NerOutcomes
+from kiln_lab.core.metrics.sequential import MIN_EXAMPLES, split_interval
 from kiln_lab.core.runtimes import CompiledModel
 from kiln_lab.core.tokenization import Encoded
 
@@ -104,6 +107,7 @@ class _Scorer:
         labels: Sequence[str],
         score: bool,
         checkpoint: Callable[[dict[int, Any]], None] | None = None,
+        confidence: float = 0.95,
     ) -> None:
         self.examples = examples
         self.ner = task == "token-classification"
@@ -114,6 +118,13 @@ class _Scorer:
         self.running: RunningNer | RunningClassification = (
             RunningNer(TagTable(labels)) if self.ner else RunningClassification(labels)
         )
+        self.outcomes: NerOutcomes | ClassificationOutcomes = (
+            NerOutcomes(self.running.table)
+            if isinstance(self.running, RunningNer)
+            else ClassificationOutcomes()
+        )
+        """Per-example outcomes: the intervals' and the paired comparison's input."""
+        self.confidence = confidence
         if isinstance(self.running, RunningNer):
             tags = self.running.table
             # Model label index -> tag code; the extra last entry is O (truncated words).
@@ -206,9 +217,16 @@ class _Scorer:
             for index, pred in zip(indices, preds, strict=True):
                 self.predictions[index] = pred
             if self.score and isinstance(self.running, RunningNer):
-                self.running.update(truth, preds, self._unseen(completed[number]))
+                unseen = self._unseen(completed[number])
+                self.running.update(truth, preds, unseen)
+                table = self.running.table
+                lengths = np.fromiter(map(len, truth), dtype=np.int64, count=len(truth))
+                self.outcomes.add(  # type: ignore[call-arg]
+                    indices, table.encode(truth), table.encode(preds), lengths, unseen
+                )
             elif self.score:
                 self.running.update(truth, preds)
+                self._add_classified(indices, truth, preds)
             samples += len(indices)
         return samples
 
@@ -244,6 +262,12 @@ class _Scorer:
                 self.pending[number] = {"indices": list(batch.indices), "predictions": batch_preds}
         if self.score:
             self.running.update(truth, preds)
+            self._add_classified([i for b, *_ in items for i in b.indices], truth, preds)
+
+    def _add_classified(self, indices: Sequence[int], truth: list[Any], preds: list[Any]) -> None:
+        correct = np.fromiter(map(str.__eq__, truth, preds), dtype=bool, count=len(truth))
+        languages = [getattr(self.examples[i], "language", None) for i in indices]
+        self.outcomes.add(indices, correct, languages)  # type: ignore[call-arg]
 
     def _score_tokens(
         self, items: Sequence[tuple[PaddedBatch, Sequence[Encoded], np.ndarray, int]]
@@ -271,16 +295,44 @@ class _Scorer:
             assert isinstance(running, RunningNer)
             codes = running.table.encode(truth)
             predicted = self.label_codes[np.concatenate(label_parts)]
-            running.update_codes(
-                codes, predicted, np.concatenate(length_parts), np.concatenate(unseen_parts)
-            )
+            lengths, unseen = np.concatenate(length_parts), np.concatenate(unseen_parts)
+            running.update_codes(codes, predicted, lengths, unseen)
+            indices = [i for batch, *_ in items for i in batch.indices]
+            self.outcomes.add(indices, codes, predicted, lengths, unseen)  # type: ignore[call-arg]
 
     def seen(self) -> int:
         running = self.running
         return running.sentences if self.ner else running.count  # type: ignore[union-attr]
 
-    def snapshot(self) -> dict[str, Any]:
-        return self.running.snapshot().to_dict()
+    def snapshot(self, total: int, final: bool = False) -> dict[str, Any]:
+        """The figures so far with the live confidence sequence of each headline figure
+        (O(1) to read); ``final`` adds the fixed-sample intervals (a bootstrap for NER,
+        milliseconds) and, for data with a language column, the per-language table."""
+        figures = self.running.snapshot().to_dict() | {"confidence": self.confidence}
+        figures["sequence"] = {
+            name: stream.interval(self.confidence, total).to_dict()
+            for name, stream in self.outcomes.streams().items()
+        }
+        if final:
+            figures["intervals"] = self.outcomes.intervals(self.confidence)
+            if isinstance(self.outcomes, ClassificationOutcomes):
+                per_language = self.outcomes.per_language(self.confidence)
+                if per_language:
+                    figures["per_language"] = per_language
+        return figures
+
+    def split_interval(self, draw_order: np.ndarray) -> tuple[int, Interval]:
+        """The headline figure's interval for the whole split (see
+        :func:`~kiln_lab.core.metrics.sequential.split_interval`) from the longest prefix
+        of the random ``draw_order`` whose examples are all scored, and that prefix's size."""
+        indices, y, x = self.outcomes.ratio_terms()
+        place = np.full(len(self.examples), -1, dtype=np.int64)
+        place[indices] = np.arange(indices.shape[0])
+        drawn = place[draw_order]
+        prefix = int(np.argmin(drawn >= 0)) if (drawn < 0).any() else drawn.shape[0]
+        rows = drawn[:prefix]
+        interval = split_interval(y[rows], x[rows], len(self.examples), self.confidence)
+        return prefix, interval
 
 
 def _credit_earlier_attempts(
@@ -334,6 +386,10 @@ def evaluate(
     numbers: Sequence[int] | None = None,
     completed: dict[int, Any] | None = None,
     checkpoint: Callable[[dict[int, Any]], None] | None = None,
+    confidence: float = 0.95,
+    until: float | None = None,
+    shard_batches: int | None = None,
+    draw_order: np.ndarray | None = None,
 ) -> EvaluationResult:
     """Run every batch; ``score=False`` (performance-only) measures speed alone.
 
@@ -344,8 +400,14 @@ def evaluate(
     ``checkpoint`` receives new ones as they finish, so this run can be resumed too.
     A resumed run's speed figures include the earlier attempts' checkpointed batches
     (``covers`` and ``resumed_batches`` in its throughput say so).
+
+    Every figure carries intervals at ``confidence``. With ``until``, the evaluation
+    stops at the first shard boundary (every ``shard_batches`` batches, see
+    :func:`core.encode.plan_batches`, whose shuffle is ``draw_order``) where the
+    headline figure's anytime-valid interval for the whole split is narrower than
+    ``until``; ``early_stop`` in the figures says when and with what.
     """
-    scorer = _Scorer(examples, task, labels, score, checkpoint)
+    scorer = _Scorer(examples, task, labels, score, checkpoint, confidence)
     latency = LatencyRecorder()
     resources = ResourceSampler()
     total = len(examples) if total is None else total
@@ -356,11 +418,20 @@ def evaluate(
     meter = ThroughputMeter(clock=clock)
     resumed = _credit_earlier_attempts(completed, latency, meter) if completed else {}
 
+    stopped: dict[str, Any] = {}
+
+    def figures(final: bool) -> dict[str, Any]:
+        out = scorer.snapshot(total, final=final) | {"final": final}
+        out["complete"] = scorer.seen() >= total and not stopped
+        if stopped:
+            out["early_stop"] = stopped
+        return out
+
     def publish(final: bool = False) -> None:
         scorer.catch_up()
         emit(ProgressAdvanced(stage, done, total))
         if score and scorer.seen() > 0:
-            emit(MetricSampled(stage, "accuracy", scorer.snapshot() | {"final": final}))
+            emit(MetricSampled(stage, "accuracy", figures(final)))
         emit(MetricSampled(stage, "throughput", meter.summary() | latency.summary()))
         emit(MetricSampled(stage, "resources", resources.sample()))
 
@@ -388,18 +459,35 @@ def evaluate(
                     "tokens": batch.real_tokens,
                     "padded_tokens": batch.padded_tokens,
                 }
-                scorer.submit(batch, encoded, logits, next(numbering), timing)
+                number = next(numbering)
+                scorer.submit(batch, encoded, logits, number, timing)
                 truncated += sum(1 for e in encoded if e.truncated)
                 done += batch.size
             now = clock()
             if now - last_emit >= SAMPLE_INTERVAL_S or len(group) > 1:
                 last_emit = now
                 publish()
+            if until and score and shard_batches and (number + 1) % shard_batches == 0:
+                scorer.catch_up()
+                order = draw_order if draw_order is not None else np.arange(len(examples))
+                prefix, interval = scorer.split_interval(order)
+                if done < total and prefix >= MIN_EXAMPLES and interval.width <= until:
+                    stopped = {
+                        "after": scorer.seen(),
+                        "of": total,
+                        "width": until,
+                        "metric": next(iter(scorer.outcomes.streams())),
+                        "interval": interval.to_dict(),
+                    }
+                    break
     finally:
         scorer.finish()
+        close = getattr(batches, "close", None)
+        if stopped and close is not None:
+            close()  # the tokenizer thread stops too
     publish(final=True)
     return EvaluationResult(
-        accuracy=scorer.snapshot() if score and scorer.seen() else None,
+        accuracy=figures(final=True) if score and scorer.seen() else None,
         throughput=meter.summary() | resumed,
         latency=latency.summary(),
         resources=resources.summary(),

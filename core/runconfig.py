@@ -8,6 +8,9 @@ from typing import Any, Literal, get_args
 from kiln_lab.core.errors import ConfigError
 
 PADDINGS = ("bucket", "fixed")
+ORDERS = ("shards", "sorted")
+"""Evaluation order: random shards sorted inside (intervals valid mid-run), or the whole
+split sorted by length (the order before intervals; figures only valid at the end)."""
 SPLITS = ("train", "dev", "test")
 
 # The option choices, written once: profiles, the CLI and the app import them from here.
@@ -105,6 +108,14 @@ class RunConfig:
     """Concurrent sessions (threads) in the benchmark; None: the profile's."""
     processes: int | None = None
     """Concurrent processes in the benchmark, each with its own session; None: the profile's."""
+    confidence: float = 0.95
+    """Confidence level of every interval the run reports."""
+    until: float | None = None
+    """Stop the evaluation at the first shard boundary where the main metric's
+    anytime-valid interval for the whole split is this narrow (its full width, 0-1
+    scale); None: evaluate every example."""
+    order: str = "shards"
+    """``shards`` (random shards, each sorted by length) or ``sorted`` (the whole split)."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -134,6 +145,7 @@ class RunConfig:
         self._refuse_ignored_int8_options()
         if self.split not in SPLITS:
             raise ConfigError(f"unknown split {self.split!r}", hint=f"use one of {SPLITS}")
+        self._check_interval_options()
         if self.padding not in PADDINGS:
             raise ConfigError(f"unknown padding {self.padding!r}", hint=f"use one of {PADDINGS}")
         if bool(self.bench_batch_sizes) != bool(self.bench_seq_lens):
@@ -178,6 +190,33 @@ class RunConfig:
                 raise ConfigError(f"{name.replace('_', '-')} must be at least 1, got {value}")
         if self.bench_warmup < 0:
             raise ConfigError(f"warmup cannot be negative, got {self.bench_warmup}")
+
+    def _check_interval_options(self) -> None:
+        """``--confidence`` and ``--until`` are checked here, before any work starts."""
+        if not 0.5 < self.confidence < 1.0:
+            raise ConfigError(
+                f"confidence must be between 0.5 and 1, got {self.confidence}",
+                hint="use e.g. --confidence 0.95 (the default) or 0.99",
+            )
+        if self.order not in ORDERS:
+            raise ConfigError(f"unknown order {self.order!r}", hint=f"use {_one_of(ORDERS)}")
+        if self.until is None:
+            return
+        if not 0.0 < self.until <= 1.0:
+            raise ConfigError(
+                f"--until is an interval width on the 0-1 scale, got {self.until}",
+                hint="use e.g. --until 0.05 (stop once the interval is 5 points wide)",
+            )
+        if self.perf_only or not self.evaluate:
+            raise ConfigError(
+                "--until stops an evaluation by its accuracy interval; this run scores none",
+                hint="drop --until, or drop --perf-only / the benchmark-only options",
+            )
+        if self.order != "shards":
+            raise ConfigError(
+                "--until needs the evaluation in random shards (order shards), not sorted",
+                hint="drop --until, or use the default order",
+            )
 
     def _refuse_ignored_int8_options(self) -> None:
         """int8 options given to a build that never reads them are refused, not dropped.

@@ -129,6 +129,13 @@ class NerOutcomes:
     def intervals(self, confidence: float = DEFAULT_CONFIDENCE) -> dict:
         return as_dicts(ner_intervals(self.counts()[1], confidence))
 
+    def ratio_terms(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Example indices (sorted) with entity F1's ``y`` (2 x true positives) and ``x``
+        (predicted + true entities): F1 = Σy / Σx."""
+        indices, counts = self.counts()
+        y = 2 * counts.true_positives.sum(1)
+        return indices, y, counts.predicted.sum(1) + counts.actual.sum(1)
+
 
 class ClassificationOutcomes:
     """Whether each scored example was right, and its language where the data says."""
@@ -187,3 +194,8 @@ class ClassificationOutcomes:
     def intervals(self, confidence: float = DEFAULT_CONFIDENCE) -> dict:
         _, correct, _ = self.counts()
         return as_dicts(classification_intervals(correct, None, confidence))
+
+    def ratio_terms(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Example indices (sorted) with accuracy's ``y`` (right or not) and ``x`` (1)."""
+        indices, correct, _ = self.counts()
+        return indices, correct.astype(np.float64), np.ones(correct.shape[0])

@@ -24,7 +24,7 @@ def run(
     ctx: StageContext, resolved: Resolved, loaded: Loaded, compiled: Compiled
 ) -> EvaluationResult | None:
     """Accuracy, throughput and latency of the evaluation; None where skipped."""
-    from kiln_lab.core.encode import stream_batches
+    from kiln_lab.core.encode import SHARD_BATCHES, draw_order, stream_batches
     from kiln_lab.core.evaluate import evaluate
 
     if not ctx.config.evaluate:
@@ -66,6 +66,10 @@ def run(
             checkpoint=lambda items: ctx.checkpoints.save(
                 {f"evaluate/{n:06d}": v for n, v in items.items()}
             ),
+            confidence=ctx.config.confidence,
+            until=ctx.config.until,
+            shard_batches=SHARD_BATCHES if ctx.config.order == "shards" else None,
+            draw_order=draw_order(len(loaded.examples)),
         )
         if result.truncated:
             log.warning(
@@ -83,8 +87,24 @@ def run(
             "truncated": result.truncated,
         }
         if result.accuracy:
-            shown = {k: round(v, 4) for k, v in result.accuracy.items() if isinstance(v, float)}
+            shown = {
+                k: round(v, 4)
+                for k, v in result.accuracy.items()
+                if isinstance(v, float) and k != "confidence"
+            }
             log.info("accuracy: %s", shown)
+            stop = result.accuracy.get("early_stop")
+            if stop:
+                log.info(
+                    "stopped early after %d of %d examples: the %s interval [%.4f, %.4f] "
+                    "is narrower than %.4f",
+                    stop["after"],
+                    stop["of"],
+                    stop["metric"],
+                    stop["interval"]["low"],
+                    stop["interval"]["high"],
+                    stop["width"],
+                )
         log.info(
             "throughput %.1f samples/s (%.0f tokens/s, padding waste %.1f%%), batch latency "
             "p50 %.1f ms, p99 %.1f ms",

@@ -52,7 +52,12 @@ def run(ctx: StageContext, resolved: Resolved) -> Loaded:
             padding="fixed" if profile.static_shapes else cfg.padding,  # type: ignore[arg-type]
             static_batch=resolved.batch_size if profile.static_shapes else None,
         )
-        plan = plan_batches(examples, resolved.batch_size, cfg.padding)  # type: ignore[arg-type]
+        plan = plan_batches(
+            examples,
+            resolved.batch_size,
+            cfg.padding,  # type: ignore[arg-type]
+            shards=cfg.order == "shards",
+        )
         if profile.static_shapes:
             log.info(
                 "profile %s needs static shapes: every batch is padded to %d x %d",

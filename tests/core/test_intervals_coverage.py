@@ -15,7 +15,7 @@ import numpy as np
 
 from kiln_lab.core.metrics.intervals import SentenceCounts, ner_intervals, wilson
 from kiln_lab.core.metrics.paired import paired_accuracy, paired_ner
-from kiln_lab.core.metrics.sequential import MIN_EXAMPLES, half_width, ratio_sigma
+from kiln_lab.core.metrics.sequential import MIN_EXAMPLES, half_width, ratio_sigma, split_bounds
 
 NOMINAL = 0.95
 ALPHA = 1 - NOMINAL
@@ -104,7 +104,7 @@ def test_paired_coverage_accuracy_and_f1() -> None:
     for _ in range(300):
         reference, candidate = _sentences(rng, 300)
         covered.append(paired_ner(reference, candidate, resamples=400).interval.contains(truth))
-    assert 0.92 <= _report("paired bootstrap F1 difference, 300 sentences", np.array(covered))
+    assert _report("paired bootstrap F1 difference, 300 sentences", np.array(covered)) >= 0.92
 
 
 def _streams(rng: np.random.Generator, runs: int, length: int) -> dict[str, np.ndarray]:
@@ -156,3 +156,27 @@ def test_anytime_valid_coverage_under_continuous_monitoring() -> None:
     naive_stop = (2 * naive_half <= 0.06).argmax(1)
     naive_stopped = np.abs(value[rows, naive_stop] - truth) <= naive_half[rows, naive_stop]
     _report("fixed-sample interval at its own early stop (width 0.06)", naive_stopped)
+
+
+def test_split_sequence_covers_the_full_split_figure_and_early_stops_keep_it() -> None:
+    """The early stop's interval (sampling the split without replacement) is about the
+    split's own figure, what the full evaluation would have said: it must hold that
+    figure at every look, and at the look where the run stops."""
+    rng = np.random.default_rng(5)
+    runs, size = 600, 2000
+    actual = rng.poisson(MEAN_ENTITIES, (runs, size))
+    tp = rng.binomial(actual, RECALL)
+    y = 2.0 * tp
+    x = (tp + rng.poisson(MEAN_FALSE, (runs, size)) + actual).astype(np.float64)
+    split_figure = y.sum(1) / x.sum(1)  # each row is one split, already in random order
+    low, high = split_bounds(y, x, size)
+    looks = np.arange(MIN_EXAMPLES, size + 1, 32) - 1
+    inside = (low[:, looks] <= split_figure[:, None]) & (split_figure[:, None] <= high[:, looks])
+    assert _report("split confidence sequence, held at every look", inside.all(1)) >= NOMINAL
+    width = high[:, looks] - low[:, looks]
+    narrow = width <= 0.05
+    assert narrow.any(1).all()
+    stop = narrow.argmax(1)
+    rows = np.arange(runs)
+    print(f"split sequence: width 0.05 after {int(np.median(looks[stop] + 1))} of {size} (median)")
+    assert _report("split confidence sequence at the early stop", inside[rows, stop]) >= NOMINAL

@@ -63,6 +63,19 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
         help="random weights of the card's architecture: speed only, no accuracy",
     )
     p.add_argument(
+        "--confidence",
+        type=float,
+        default=0.95,
+        help="confidence level of every accuracy interval (default 0.95)",
+    )
+    p.add_argument(
+        "--until",
+        type=float,
+        metavar="WIDTH",
+        help="stop evaluating once the main metric's anytime-valid interval is narrower "
+        "than WIDTH (full width, 0-1 scale, e.g. 0.05)",
+    )
+    p.add_argument(
         "--parity-samples",
         type=int,
         default=32,
@@ -211,6 +224,8 @@ def _config_from_args(args: argparse.Namespace, **overrides: Any) -> Any:
         "guard": args.guard,
         "guard_samples": args.guard_samples,
         "keep_float_file": args.keep_float_file,
+        "confidence": args.confidence,
+        "until": args.until,
     }
     given = {k: v for k, v in values.items() if k not in (*GUARD_OPTIONS, "guard") or v is not None}
     return RunConfig(**(given | overrides))
