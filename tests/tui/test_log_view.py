@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 from textual.app import App, ComposeResult
 
 from kiln_lab.tui.state import LogEntry
@@ -71,3 +74,84 @@ async def test_filters_by_stage_level_and_text() -> None:
         view.set_filters(search="LINE 1")
         assert view.line_count == 7  # 1, 10..15 (case-insensitive)
         await pilot.pause()
+
+
+LONG = (
+    "evaluate: 43 of 4,471 examples were longer than 128 tokens and were truncated; the "
+    "model never saw their tails, so token accuracy leaves them out -- END-OF-LINE"
+)
+
+
+def joined_rows(view: LogView) -> str:
+    """The log as the screen shows it, rows joined with continuation indents removed."""
+    from textual.geometry import Region
+
+    width, height = view.size
+    rows = [strip.text.rstrip() for strip in view.render_lines(Region(0, 0, width, height))]
+    return " ".join(" ".join(row.split()) for row in rows if row.strip())
+
+
+def long_entries(seq: int = 0) -> list[LogEntry]:
+    wide = "模型从未看到句子的尾部" * 6 + "尾"
+    return [
+        LogEntry(seq, 0.0, "evaluate", "warning", LONG, 2, len(LONG)),
+        LogEntry(seq + 1, 0.0, "evaluate", "info", wide, 1, 2 * len(wide)),
+    ]
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 48)], ids=["80x24", "160x48"])
+async def test_a_long_line_is_shown_whole_in_the_app(
+    size, fixed_assets: Path, fake_store: Path, until
+) -> None:
+    """On the main screen at both supported sizes, and in the full-width log (z)."""
+    from kiln_lab.tui.app import KilnApp
+
+    app = KilnApp(store_path=fake_store, show_welcome=False)
+    async with app.run_test(size=size) as pilot:
+        main = app.main_screen
+        await until(pilot, lambda: main.view is not None and main.view.is_finished)
+        await pilot.pause(0.3)
+        view = main.log_panel.log_view
+        assert view.size.width < len(LONG)  # the pane is narrower than the line
+        main.log_panel.add(long_entries(10_000))
+        await pilot.pause()
+        # Scrolled to each long line's first row, all of it is on screen (at 80x24 the
+        # log pane is 47x6: the English line takes 5 rows, the Chinese one 6).
+        for back, expected in ((2, " ".join(LONG.split())), (1, "模型从未看到句子的尾部" * 6)):
+            view.scroll_to(y=view._starts[-back], animate=False, immediate=True)
+            await pilot.pause()
+            shown = joined_rows(view)
+            assert expected in (shown if back == 2 else shown.replace(" ", "")), size
+        await pilot.press("z")
+        await pilot.pause()
+        assert main.has_class("-log-zoom") and view.size.width > size[0] - 8
+        assert " ".join(LONG.split()) in joined_rows(view)
+        await pilot.press("z")
+        await pilot.pause()
+        assert not main.has_class("-log-zoom")
+
+
+async def test_search_shows_the_whole_matching_line() -> None:
+    app = LogApp()
+    async with app.run_test(size=(40, 20)) as pilot:
+        panel = app.query_one(LogPanel)
+        panel.add(entries(0, 30))
+        panel.add(long_entries(100))
+        view = panel.log_view
+        view.set_filters(search="never saw")
+        await pilot.pause()
+        assert view.line_count == 1 and view.row_count > 3
+        assert " ".join(LONG.split()) in joined_rows(view)
+
+
+def test_wrap_cuts_fit_the_width_and_lose_nothing() -> None:
+    from rich.cells import cell_len
+
+    from kiln_lab.tui.widgets.log_view import wrap_cuts
+
+    for text in (LONG, "x" * 95, "模型" * 40 + "ab", "a b " * 30):
+        for width in (1, 7, 26, 60, 200):
+            cuts = wrap_cuts(text, width, cell_len(text))
+            pieces = [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)], strict=True)]
+            assert "".join(pieces) == text
+            assert all(cell_len(p) <= max(width, 2) for p in pieces), (text, width)

@@ -11,7 +11,7 @@ from textual.binding import Binding
 from kiln_lab.tui.catalogue import DEMO_MODEL, DEMO_PRECISION, DEMO_PROFILE, Catalogue, Selection
 from kiln_lab.tui.catalogue import default_selection as pick_default
 from kiln_lab.tui.messages import RunLaunched, RunLaunchFailed, SelectionChanged
-from kiln_lab.tui.screens.monitor import LOG_BINDINGS, MonitorScreen
+from kiln_lab.tui.screens.monitor import LOG_BINDINGS, ZOOM_BINDING, MonitorScreen
 from kiln_lab.tui.state import RunView
 from kiln_lab.tui.widgets.run_info import RunInfo
 from kiln_lab.tui.widgets.setup_panel import SetupPanel
@@ -27,6 +27,8 @@ to the run store; this screen tails the store. The stage timeline shows each sta
 waiting, running with its elapsed time, done with its duration, skipped with the
 reason, or failed. The log streams compile and inference output: s and l filter it by
 stage and level, / searches it, and it follows new lines only while you are at the end.
+Long lines wrap, so every line is shown whole; z shows the log alone across the whole
+screen, and z again brings the panes back.
 
 On the right: accuracy (live, beside the most recent fp32 run of the same model and
 data, and the figure published on the model card, with the difference), throughput
@@ -46,6 +48,7 @@ class MainScreen(MonitorScreen):
         Binding("r", "start_run", "Run"),
         Binding("c", "cancel_run", "Cancel"),
         Binding("slash", "search_log", "Search"),
+        ZOOM_BINDING,
         Binding("h", "app.show_runs", "Runs"),
         *LOG_BINDINGS,
         Binding("w", "app.show_welcome", "Welcome screen", show=False),

@@ -47,6 +47,9 @@ LOG_BINDINGS = [
 ]
 """Keys every run view has; listed in help (?) and the palette, not the footer."""
 
+ZOOM_BINDING = Binding("z", "zoom_log", "Full log")
+"""The log across the whole screen and back: shown in the footer of every run view."""
+
 COMPACT_WIDTH = 120
 COMPACT_HEIGHT = 34
 
@@ -318,6 +321,13 @@ class MonitorScreen(Screen[None]):
 
     def action_follow_log(self) -> None:
         self.log_panel.log_view.follow()
+
+    def action_zoom_log(self) -> None:
+        """The log alone across the screen (every pane hidden), or the usual layout back."""
+        zoomed = not self.has_class("-log-zoom")
+        self.set_class(zoomed, "-log-zoom")
+        self.log_panel.border_subtitle = "z: back to the panes" if zoomed else ""
+        self.log_panel.log_view.focus()
 
     def set_log_stage(self, stage: str | None) -> None:
         self.log_panel.set_stage(stage)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.binding import Binding
 
-from kiln_lab.tui.screens.monitor import LOG_BINDINGS, MonitorScreen
+from kiln_lab.tui.screens.monitor import LOG_BINDINGS, ZOOM_BINDING, MonitorScreen
 from kiln_lab.tui.state import RunView
 from kiln_lab.tui.widgets.run_info import RunInfo
 
@@ -16,7 +16,8 @@ One run, rebuilt from the run store: every event it wrote, in order. The stage
 timeline, the log and the accuracy, throughput and resource panes show what the run
 showed while it went; a run that is still going is live.
 
-The log can be filtered by stage (s) and level (l) and searched (/). Esc goes back to
+The log can be filtered by stage (s) and level (l) and searched (/); long lines wrap,
+and z shows the log alone across the screen (z again for the panes). Esc goes back to
 the run history.
 """
 
@@ -28,6 +29,7 @@ class RunScreen(MonitorScreen):
         Binding("escape", "back", "Back"),
         Binding("c", "cancel_run", "Cancel"),
         Binding("slash", "search_log", "Search"),
+        ZOOM_BINDING,
         *LOG_BINDINGS,
     ]
 

@@ -3,13 +3,21 @@
 A line-API widget: it keeps at most ``cap`` lines, renders only the rows on screen,
 and follows new lines only while the view is at the bottom, so scrolling up to read
 a warning is never yanked away by a fast run.
+
+Every line is shown whole: a line wider than the pane wraps onto rows indented under
+its own text, so the time, stage and level columns stay clear (a 26-cell log column
+used to show "0:30 evaluate ! 43 of" and cut the rest, search results included).
+Each shown line's first row is kept in a running list, so drawing a row is a bisect;
+only a resize, a filter or a trim counts the rows again.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import deque
 from collections.abc import Iterable
 
+from rich.cells import get_character_cell_size
 from rich.style import Style
 from rich.text import Text
 from textual.cache import LRUCache
@@ -25,8 +33,39 @@ LEVEL_STYLE = {"debug": "dim", "info": "", "warning": "yellow", "error": "bold r
 LEVEL_MARK = {"debug": "·", "info": " ", "warning": "!", "error": "✗"}
 STAGE_WIDTH = 9
 TIME_WIDTH = 5
+MIN_TEXT_WIDTH = 8
+"""Below this many cells for the text, wrap under the prefix instead of beside it."""
 KEEP = object()
 """Sentinel: leave this filter as it is."""
+
+
+def wrap_cuts(text: str, width: int, cells: int) -> list[int]:
+    """Where ``text`` (``cells`` wide) breaks into rows of at most ``width`` cells.
+
+    Breaks after a space in a row's last third when there is one, else mid-word; a line
+    with wide (CJK, two-cell) characters breaks between characters, never inside one.
+    Returns character offsets.
+    """
+    if cells <= width or width < 1:
+        return []
+    cuts: list[int] = []
+    if cells == len(text):  # every character one cell: plain string arithmetic
+        start = 0
+        while len(text) - start > width:
+            end = start + width
+            space = text.rfind(" ", start + (2 * width) // 3, end)
+            end = space + 1 if space >= 0 else end
+            cuts.append(end)
+            start = end
+        return cuts
+    used, start = 0, 0
+    for index, char in enumerate(text):
+        size = get_character_cell_size(char)
+        if used + size > width and index > start:
+            cuts.append(index)
+            start, used = index, 0
+        used += size
+    return cuts
 
 
 class LogView(ScrollView, can_focus=True):
@@ -48,8 +87,12 @@ class LogView(ScrollView, can_focus=True):
         self.cap = cap
         self._all: deque[LogEntry] = deque(maxlen=cap)
         self._shown: list[LogEntry] = []
-        self._width = 0
-        self._cache: LRUCache[tuple[int, int], Strip] = LRUCache(1024)
+        self._starts: list[int] = []
+        """The first row of each shown line."""
+        self._rows = 0
+        self._text_width = 0
+        """Cells a line's text may use on one row: the pane less the prefix."""
+        self._cache: LRUCache[tuple[int, int, int], list[Strip]] = LRUCache(1024)
         self.stage: str | None = None
         self.min_level = 1
         self.search = ""
@@ -61,7 +104,13 @@ class LogView(ScrollView, can_focus=True):
     # -- content ----------------------------------------------------------------------------
     @property
     def line_count(self) -> int:
+        """Log lines shown (after the filters), however many rows they wrap onto."""
         return len(self._shown)
+
+    @property
+    def row_count(self) -> int:
+        """Screen rows the shown lines take."""
+        return self._rows
 
     @property
     def total(self) -> int:
@@ -85,18 +134,18 @@ class LogView(ScrollView, can_focus=True):
             self._all.append(entry)
             if self.matches(entry):
                 self._shown.append(entry)
+                self._starts.append(self._rows)
+                self._rows += self._row_count(entry)
                 added = True
-                if entry.width + self.prefix_width > self._width:
-                    self._width = entry.width + self.prefix_width
         if not added:
             return
-        trimmed = self._trim()
-        self.virtual_size = Size(self._width, len(self._shown))
+        trimmed_rows = self._trim()
+        self._set_virtual_size()
         if at_end:
             self.scroll_end(animate=False, immediate=True, x_axis=False, force=True)
-        elif trimmed:
+        elif trimmed_rows:
             self.scroll_to(
-                y=max(0, self.scroll_y - trimmed), animate=False, immediate=True, force=True
+                y=max(0, self.scroll_y - trimmed_rows), animate=False, immediate=True, force=True
             )
         self.refresh()
 
@@ -104,7 +153,7 @@ class LogView(ScrollView, can_focus=True):
         self._all.clear()
         self._shown.clear()
         self._cache.clear()
-        self._width = 0
+        self._starts, self._rows = [], 0
         self.virtual_size = Size(0, 0)
         self.scroll_to(0, 0, animate=False, immediate=True)
         self.refresh()
@@ -124,35 +173,71 @@ class LogView(ScrollView, can_focus=True):
         if search is not None:
             self.search = search.lower()
         self._shown = [e for e in self._all if self.matches(e)]
-        self._width = self._widest()
         self._cache.clear()
-        self.virtual_size = Size(self._width, len(self._shown))
+        self._recount()
         self.scroll_end(animate=False, immediate=True, x_axis=False, force=True)
         self._set_following(True)
         self.refresh()
 
     def refresh_all(self) -> None:
-        """Re-render every line (the prefix layout changed)."""
+        """Re-render every line (the prefix layout or the width changed)."""
         self._cache.clear()
-        self._width = self._widest()
-        self.virtual_size = Size(self._width, len(self._shown))
+        self._recount()
         self.refresh()
 
     def follow(self) -> None:
         self.scroll_end(animate=False, immediate=True, x_axis=False, force=True)
         self._set_following(True)
 
-    def _widest(self) -> int:
-        return self.prefix_width + max((e.width for e in self._shown), default=0)
+    # -- rows -------------------------------------------------------------------------------
+    def _available_width(self) -> int:
+        """Cells for prefix and text on one row.
+
+        The vertical scrollbar's cells are always kept free, so the scrollbar coming and
+        going as lines arrive never re-wraps the log.
+        """
+        return max(1, self.size.width - self.styles.scrollbar_size_vertical)
+
+    @property
+    def _beside(self) -> bool:
+        """Whether the text starts beside the prefix (else on the rows under it)."""
+        return self._text_width < self._available_width()
+
+    def _update_text_width(self) -> None:
+        available = self._available_width()
+        beside = available - self.prefix_width
+        self._text_width = beside if beside >= MIN_TEXT_WIDTH else available
+
+    def _row_count(self, entry: LogEntry) -> int:
+        if self._text_width <= 0:
+            self._update_text_width()
+        rows = 1 + len(wrap_cuts(entry.text, self._text_width, entry.width))
+        return rows if self._beside else rows + 1
+
+    def _recount(self) -> None:
+        """Count every shown line's rows again (after a resize or a filter change)."""
+        self._update_text_width()
+        starts, rows = [], 0
+        extra = 0 if self._beside else 1
+        for entry in self._shown:
+            starts.append(rows)
+            rows += 1 + extra + len(wrap_cuts(entry.text, self._text_width, entry.width))
+        self._starts, self._rows = starts, rows
+        self._set_virtual_size()
+
+    def _set_virtual_size(self) -> None:
+        self.virtual_size = Size(self._available_width(), self._rows)
 
     def _trim(self) -> int:
-        """Drop the oldest shown lines beyond the cap (amortised: in chunks)."""
+        """Drop the oldest shown lines beyond the cap (in chunks); the rows dropped."""
         excess = len(self._shown) - self.cap
         if excess < max(64, self.cap // 8):
             return 0
+        dropped_rows = self._starts[excess]
         del self._shown[:excess]
+        self._starts = [start - dropped_rows for start in self._starts[excess:]]
         self._cache.clear()
-        return excess
+        return dropped_rows
 
     def _at_end(self) -> bool:
         return self.max_scroll_y == 0 or self.scroll_y >= self.max_scroll_y - 1
@@ -182,35 +267,44 @@ class LogView(ScrollView, can_focus=True):
         when = TIME_WIDTH + 1 if self.show_time and self.run_started is not None else 0
         return when + (STAGE_WIDTH + 1 if self.show_stage else 0) + 2
 
-    def _line_width(self, entry: LogEntry) -> int:
-        return self.prefix_width + entry.width
-
-    def _render_entry(self, entry: LogEntry) -> Strip:
-        key = (entry.seq, hash(self.search))
+    def _render_entry(self, entry: LogEntry) -> list[Strip]:
+        """The line's rows: the prefix and its text, then the text's continuation rows."""
+        key = (entry.seq, hash(self.search), self._text_width)
         cached = self._cache.get(key)
         if cached is not None:
             return cached
         prefix = self._prefix(entry)
-        text = Text(prefix, style="dim", no_wrap=True, end="")
-        style = LEVEL_STYLE.get(entry.level, "")
-        text.append(entry.text, style=style)
+        body = Text(entry.text, style=LEVEL_STYLE.get(entry.level, ""), no_wrap=True, end="")
         if self.search:
-            _highlight(text, self.search, len(prefix))
-        segments = list(text.render(self.app.console))
-        strip = Strip(segments, text.cell_len)
-        self._cache[key] = strip
-        return strip
+            _highlight(body, self.search, 0)
+        pieces = body.divide(wrap_cuts(entry.text, self._text_width, entry.width))
+        beside = self._beside
+        indent = " " * len(prefix) if beside else ""
+        strips = []
+        for number, piece in enumerate(pieces):
+            row = Text(prefix if number == 0 else indent, style="dim", no_wrap=True, end="")
+            if number == 0 and not beside:
+                strips.append(self._strip(row))
+                row = Text(no_wrap=True, end="")
+            row.append_text(piece)
+            strips.append(self._strip(row))
+        self._cache[key] = strips
+        return strips
+
+    def _strip(self, text: Text) -> Strip:
+        return Strip(list(text.render(self.app.console)), text.cell_len)
 
     def render_line(self, y: int) -> Strip:
-        scroll_x, scroll_y = self.scroll_offset
-        index = scroll_y + y
+        row = self.scroll_offset.y + y
         width = self.size.width
         rich_style = self.rich_style
-        if index >= len(self._shown):
+        if row >= self._rows or not self._shown:
             return Strip.blank(width, rich_style)
-        strip = self._render_entry(self._shown[index])
-        strip = strip.crop_extend(scroll_x, scroll_x + width, rich_style)
-        return strip.apply_offsets(scroll_x, index)
+        index = bisect_right(self._starts, row) - 1
+        strips = self._render_entry(self._shown[index])
+        part = row - self._starts[index]
+        strip = strips[part] if part < len(strips) else Strip.blank(width, rich_style)
+        return strip.crop_extend(0, width, rich_style).apply_offsets(0, row)
 
     def notify_style_update(self) -> None:
         super().notify_style_update()
@@ -218,6 +312,14 @@ class LogView(ScrollView, can_focus=True):
 
     def on_resize(self) -> None:
         self._cache.clear()
+        before = self._text_width
+        self._update_text_width()
+        if self._text_width != before:
+            following = self._following
+            self._recount()
+            if following:
+                self.scroll_end(animate=False, immediate=True, x_axis=False, force=True)
+        self.refresh()
 
 
 def _highlight(text: Text, needle: str, start: int) -> None:
