@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import re
 import reprlib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -199,30 +200,37 @@ def load_config(path: Path | str, model: type[M], *, extra: dict[str, Any] | Non
         ) from None
 
 
-def find_config(name_or_path: str, directory: Path, what: str, listing: str) -> Path:
+def find_config(
+    name_or_path: str, directory: Path | Sequence[Path], what: str, listing: str
+) -> Path:
     """A config file by path, or by name in ``directory``; an unknown name suggests one.
 
+    ``directory`` may be several, searched in order (built-in cards, then the user's);
     ``what`` names the kind in the error ("model card", "profile"); ``listing`` is the
     command that lists them.
     """
     candidate = Path(name_or_path)
     if candidate.suffix in (".yaml", ".yml") and candidate.exists():
         return candidate
-    path = directory / f"{name_or_path}.yaml"
-    if path.exists():
-        return path
+    directories = [directory] if isinstance(directory, Path) else list(directory)
+    for folder in directories:
+        path = folder / f"{name_or_path}.yaml"
+        if path.exists():
+            return path
     # The name inside a file is what listings show; it may differ from the file's name.
-    named = {}
-    for file in sorted(directory.glob("*.yaml")):
+    named: dict[str, Path] = {}
+    files = [file for folder in directories for file in sorted(folder.glob("*.yaml"))]
+    for file in files:
         try:
             data = yaml.safe_load(file.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, yaml.YAMLError):
             continue
         if isinstance(data, dict) and isinstance(data.get("name"), str):
-            named[data["name"]] = file
+            named.setdefault(data["name"], file)
     if name_or_path in named:
         return named[name_or_path]
-    known = sorted({p.stem for p in directory.glob("*.yaml")} | set(named))
+    directory = directories[0]
+    known = sorted({p.stem for p in files} | set(named))
     close = difflib.get_close_matches(name_or_path, known, n=1)
     maybe = f"did you mean '{close[0]}'? " if close else ""
     raise ConfigError(

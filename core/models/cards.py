@@ -138,16 +138,62 @@ def cards_dir() -> Path:
     return assets_dir() / "cards"
 
 
+def user_cards_dir() -> Path | None:
+    """``KILN_HOME/cards``: cards an operator added (``kiln models add``), never the
+    checkout's. None when KILN_HOME cannot be used (listings then show the built-ins)."""
+    from kiln_lab.core.errors import KilnError
+    from kiln_lab.core.paths import kiln_home
+
+    try:
+        return kiln_home() / "cards"
+    except KilnError:
+        return None
+
+
+def card_dirs() -> list[Path]:
+    """Where cards are found by name, in order: the built-ins win a name clash."""
+    user = user_cards_dir()
+    return [cards_dir(), *([user] if user is not None else [])]
+
+
+def is_user_card(card: ModelCard) -> bool:
+    """Whether the card was added by the operator (it lives under KILN_HOME)."""
+    user = user_cards_dir()
+    return bool(card.card_path and user and Path(card.card_path).parent == user.resolve())
+
+
 def load_card_file(path: Path | str) -> ModelCard:
     card = load_config(path, ModelCard)
     return card.model_copy(update={"card_path": str(Path(path).resolve())})
 
 
 def list_cards() -> list[ModelCard]:
-    """Every card shipped in ``assets/cards`` (a broken one raises with its file name)."""
-    return [load_card_file(p) for p in sorted(cards_dir().glob("*.yaml"))]
+    """Every built-in card, then the operator's own (a broken one raises with its file
+    name); a user card named like a built-in is left out, as ``get_card`` never finds it."""
+    cards = [load_card_file(p) for p in sorted(cards_dir().glob("*.yaml"))]
+    user = user_cards_dir()
+    if user is not None and user.is_dir():
+        names = {card.name for card in cards}
+        for path in sorted(user.glob("*.yaml")):
+            card = load_card_file(path)
+            if card.name not in names:
+                cards.append(card)
+    return cards
 
 
-def get_card(name_or_path: str) -> ModelCard:
-    """A card by name, or by path to a card file."""
-    return load_card_file(find_config(name_or_path, cards_dir(), "model card", "kiln models"))
+def find_card(name_or_path: str) -> ModelCard:
+    """A card by name (built-in, then the operator's) or by path to a card file.
+
+    ``kiln_lab.core.models.get_card`` also takes a model directory; this does not.
+    """
+    from kiln_lab.core.errors import ConfigError
+
+    try:
+        found = find_config(name_or_path, card_dirs(), "model card", "kiln models")
+    except ConfigError as exc:
+        exc.hint = (
+            f"{exc.hint}; or give a Hugging Face model directory (--model DIR), or add "
+            "one by name with `kiln models add DIR`"
+        )
+        raise
+    return load_card_file(found)

@@ -15,19 +15,27 @@ def cmd_models(args: argparse.Namespace) -> int:
 
     from kiln_lab.core.errors import ModelNotFound
     from kiln_lab.core.models import list_cards, locate_weights
+    from kiln_lab.core.models.cards import is_user_card
 
+    if getattr(args, "action", "list") == "add":
+        from kiln_lab.tui.commands.models_add import cmd_models_add
+
+        return cmd_models_add(args)
+    if getattr(args, "directory", None):
+        raise KilnError(f"unexpected argument {args.directory!r}", hint="kiln models add DIR")
     rows = []
     for card in list_cards():
         try:
             weights: str | None = str(locate_weights(card))
         except ModelNotFound:
             weights = None
-        rows.append({**card.summary(), "weights_found": weights})
+        origin = "yours" if is_user_card(card) else "built-in"
+        rows.append({**card.summary(), "weights_found": weights, "card": origin})
     if args.json:
         print_json(rows)
         return 0
     table = Table(title="Model cards", header_style="bold")
-    for col in ("name", "family", "task", "labels", "seq", "dataset", "weights"):
+    for col in ("name", "family", "task", "labels", "seq", "dataset", "weights", "card"):
         table.add_column(col)
     for row in rows:
         table.add_row(
@@ -38,6 +46,7 @@ def cmd_models(args: argparse.Namespace) -> int:
             str(row["max_seq_len"]),
             row["default_dataset"],
             "[green]found[/]" if row["weights_found"] else "[yellow]perf-only[/]",
+            row["card"],
         )
     out.print(table)
     return 0
