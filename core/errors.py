@@ -70,6 +70,12 @@ class LabelMismatch(DataError):
     title = "Label set mismatch"
 
 
+class TaskMismatch(DataError):
+    """The file is for another task than the model (pairs for a single-text classifier)."""
+
+    title = "Task mismatch"
+
+
 class ModelNotFound(KilnError):
     title = "Model weights not found"
 

@@ -73,12 +73,9 @@ def run(
         )
         if result.truncated:
             log.warning(
-                "%d of %d examples were longer than %d tokens and were truncated; the model "
-                "never saw their tails: entity scores count them as predicted O, token "
-                "accuracy leaves them out (truncated_tokens)",
-                result.truncated,
-                len(loaded.examples),
-                resolved.seq_len,
+                truncation_note(
+                    resolved.card.task, result.truncated, len(loaded.examples), resolved.seq_len
+                )
             )
         summary |= {
             "metrics": result.accuracy,
@@ -115,3 +112,24 @@ def run(
             result.latency["p99_ms"],
         )
     return result
+
+
+def truncation_note(task: str, truncated: int, total: int, seq_len: int) -> str:
+    """What truncation did to the scores, in the task's own terms.
+
+    Only a tagger predicts per token, so only NER speaks of tails "predicted O"; a
+    classifier still gives one label per example, read from the first ``seq_len`` tokens.
+    """
+    head = (
+        f"{truncated} of {total} examples were longer than {seq_len} tokens and were "
+        "truncated; the model never saw their tails"
+    )
+    if task == "token-classification":
+        return (
+            f"{head}: entity scores count them as predicted O, token accuracy leaves them "
+            "out (truncated_tokens)"
+        )
+    return (
+        f"{head}: each was classified from its first {seq_len} tokens only (a longer "
+        "sequence length, up to the card's maximum, reads more of them)"
+    )

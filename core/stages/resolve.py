@@ -53,6 +53,7 @@ def preflight(cfg: RunConfig) -> Resolved:
     record exists, and the worker's resolve stage repeats it as its first step.
     """
     from kiln_lab.core.data import builtin_datasets, load_builtin, read_file
+    from kiln_lab.core.data.detect import check_task
     from kiln_lab.core.models import get_card, locate_weights
     from kiln_lab.core.profiles import get_profile, require_available
 
@@ -62,6 +63,7 @@ def preflight(cfg: RunConfig) -> Resolved:
     profile.require_precision(cfg.precision)
     _refuse_calibration_for_dynamic(cfg, profile)
     if cfg.dataset_file:
+        check_task(cfg.dataset_file, card.name, card.task)  # before labels: names both tasks
         dataset = read_file(Path(cfg.dataset_file), cfg.dataset_format, card.labels)
         split = dataset.split("file")
     else:
