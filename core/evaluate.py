@@ -50,6 +50,9 @@ class EvaluationResult:
     truncated: int
     named: Callable[[], list[Any]] = field(default=list, repr=False)
     """Makes the per-example predictions (tag strings only when someone asks)."""
+    outcomes: NerOutcomes | ClassificationOutcomes | None = field(default=None, repr=False)
+    """Per-example outcomes of the scored examples (None when nothing was scored), for
+    a paired comparison with another model on the same examples."""
 
     @functools.cached_property
     def predictions(self) -> list[Any]:
@@ -493,4 +496,5 @@ def evaluate(
         resources=resources.summary(),
         truncated=truncated,
         named=scorer.named,
+        outcomes=scorer.outcomes if score and scorer.seen() else None,
     )

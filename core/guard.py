@@ -8,6 +8,13 @@
    Outlier activations, which stretch a per-tensor scale, score worst.
 3. Re-quantise keeping the worst 1, 2, 4, ... nodes in float until the budget holds
    or nothing is left to exclude. Every step's metric and speed is reported.
+
+When the scorer hands back per-example outcomes, each step is judged by the *paired*
+difference from the float graph on the same examples
+(:func:`kiln_lab.core.metrics.paired.budget_verdict`): a drop within sampling noise, or
+within the budget with confidence, is not chased by keeping layers in float; a drop
+over the budget with confidence is; and where the guard set is too small to tell, the
+guard says so and how many examples would (the point estimate then decides).
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from kiln_lab.core.metrics.paired import BudgetVerdict, budget_verdict, paired_outcomes
 from kiln_lab.core.quantize import (
     QUANTIZABLE_OPS,
     CalibrationSet,
@@ -32,8 +40,9 @@ from kiln_lab.core.quantize import (
 
 log = logging.getLogger(__name__)
 
-Scorer = Callable[[Path], tuple[float, float]]
-"""Scores a graph on the guard set: returns (task metric 0..1, samples per second)."""
+Scorer = Callable[[Path], tuple[Any, ...]]
+"""Scores a graph on the guard set: returns (task metric 0..1, samples per second), and
+optionally the per-example outcomes (``core.metrics.outcomes``) as a third item."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +52,9 @@ class GuardStep:
     drop_points: float
     samples_per_s: float
     within_budget: bool
+    verdict: dict[str, Any] | None = None
+    """The paired verdict against the float graph (``BudgetVerdict.to_dict``), where the
+    scorer gave per-example outcomes."""
 
 
 @dataclass
@@ -75,6 +87,14 @@ class GuardReport:
             "steps": [asdict(s) for s in self.steps],
             "sensitivity": [{"node": n, "noise_ratio": s} for n, s in self.sensitivity[:20]],
         }
+
+
+def _within(drop: float, points: float, verdict: BudgetVerdict | None) -> bool:
+    """Whether a step keeps the budget: by the paired verdict where there is one (noise
+    is not chased; a confident excess is), else by the point estimate."""
+    if verdict is None or verdict.verdict == "undecided":
+        return drop <= points + 1e-9
+    return verdict.verdict in ("within-budget", "within-noise")
 
 
 def budget_in_points(budget: float, mode: str, float_metric: float) -> float:
@@ -207,7 +227,8 @@ def guard_int8(
     on_step: Callable[[GuardStep], None] = lambda step: None,
 ) -> GuardReport:
     """Quantise ``quant_source`` within ``budget`` of ``float_path`` on the guard set."""
-    float_metric, float_speed = score(float_path)
+    float_metric, float_speed, *rest = score(float_path)
+    float_outcomes = rest[0] if rest else None
     points = budget_in_points(budget, budget_mode, float_metric)
     report = GuardReport(metric_name, points, float_metric, float_speed)
     log.info(
@@ -219,9 +240,20 @@ def guard_int8(
 
     def attempt(current: Int8Recipe, kept: tuple[str, ...]) -> GuardStep:
         built = quantize(quant_source, current, calibration=calibration, input_names=input_names)
-        metric, speed = score(built.path)
+        metric, speed, *rest = score(built.path)
         drop = (float_metric - metric) * 100.0
-        step = GuardStep(kept, metric, drop, speed, drop <= points + 1e-9)
+        verdict = None
+        if float_outcomes is not None and rest and rest[0] is not None:
+            verdict = budget_verdict(paired_outcomes(float_outcomes, rest[0]), points)
+            log.info("guard: %s", verdict.sentence())
+        step = GuardStep(
+            kept,
+            metric,
+            drop,
+            speed,
+            _within(drop, points, verdict),
+            verdict.to_dict() if verdict is not None else None,
+        )
         report.steps.append(step)
         report.final = built
         log.info(

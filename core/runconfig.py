@@ -114,6 +114,8 @@ class RunConfig:
     """Stop the evaluation at the first shard boundary where the main metric's
     anytime-valid interval for the whole split is this narrow (its full width, 0-1
     scale); None: evaluate every example."""
+    paired: bool = True
+    """Pair a non-fp32 build with the fp32 reference on the same examples (one more pass)."""
     order: str = "shards"
     """``shards`` (random shards, each sorted by length) or ``sorted`` (the whole split)."""
     extra: dict[str, Any] = field(default_factory=dict)

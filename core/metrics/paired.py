@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -30,6 +31,9 @@ from kiln_lab.core.metrics.intervals import (
     resample_counts,
     wilson,
 )
+
+if TYPE_CHECKING:
+    from kiln_lab.core.metrics.outcomes import ClassificationOutcomes, NerOutcomes
 
 
 @dataclass(frozen=True)
@@ -255,3 +259,19 @@ def budget_verdict(difference: PairedDifference, budget_points: float) -> Budget
         # Interval half-widths shrink as 1/sqrt(n): the size at which it clears the budget.
         needed = math.ceil(difference.examples * (half / gap) ** 2) if gap > 1e-9 else None
     return BudgetVerdict(drop, low, high, budget_points, verdict, difference.examples, needed)
+
+
+def paired_outcomes(
+    reference: NerOutcomes | ClassificationOutcomes,
+    candidate: NerOutcomes | ClassificationOutcomes,
+    confidence: float = DEFAULT_CONFIDENCE,
+) -> PairedDifference:
+    """The headline figure's paired difference between two evaluations' outcomes on the
+    same examples (entity F1 for NER, accuracy otherwise)."""
+    from kiln_lab.core.metrics.outcomes import NerOutcomes
+
+    if isinstance(reference, NerOutcomes) and isinstance(candidate, NerOutcomes):
+        return paired_ner(reference.counts()[1], candidate.counts()[1], "entity_f1", confidence)
+    if isinstance(reference, NerOutcomes) or isinstance(candidate, NerOutcomes):
+        raise ValueError("cannot pair an NER evaluation with a classification one")
+    return paired_accuracy(reference.counts()[1], candidate.counts()[1], confidence)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from kiln_lab.core.stages.compile import Compiled
 from kiln_lab.core.stages.context import StageContext
 from kiln_lab.core.stages.load import Loaded
+from kiln_lab.core.stages.paired import compare_with_fp32
 from kiln_lab.core.stages.resolve import Resolved
 
 if TYPE_CHECKING:
@@ -77,6 +78,9 @@ def run(
                     resolved.card.task, result.truncated, len(loaded.examples), resolved.seq_len
                 )
             )
+        paired = compare_with_fp32(ctx, resolved, loaded, compiled, result)
+        if paired is not None and result.accuracy is not None:
+            result.accuracy["paired"] = paired
         summary |= {
             "metrics": result.accuracy,
             "throughput": result.throughput,

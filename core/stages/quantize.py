@@ -224,7 +224,7 @@ def run_guard(
         cfg.budget_mode,
     )
 
-    def score(path: Path) -> tuple[float, float]:
+    def score(path: Path) -> tuple[Any, ...]:
         model = OnnxRuntimeModel(path, intra_op_threads=resolved.profile.defaults.intra_op_threads)
         result = evaluate(
             model,
@@ -235,7 +235,11 @@ def run_guard(
             emit=lambda e: None,
             cancelled=ctx.cancelled,
         )
-        return float(result.accuracy[metric_name]), float(result.throughput["samples_per_s"])
+        return (
+            float(result.accuracy[metric_name]),
+            float(result.throughput["samples_per_s"]),
+            result.outcomes,  # the guard pairs them with the float graph's
+        )
 
     def on_step(step: GuardStep) -> None:
         ctx.emit(

@@ -76,6 +76,13 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
         "than WIDTH (full width, 0-1 scale, e.g. 0.05)",
     )
     p.add_argument(
+        "--no-paired",
+        dest="paired",
+        action="store_false",
+        help="skip the paired comparison of an int8/fp16 build with fp32 on the same "
+        "examples (saves one fp32 pass)",
+    )
+    p.add_argument(
         "--parity-samples",
         type=int,
         default=32,
@@ -226,6 +233,7 @@ def _config_from_args(args: argparse.Namespace, **overrides: Any) -> Any:
         "keep_float_file": args.keep_float_file,
         "confidence": args.confidence,
         "until": args.until,
+        "paired": args.paired,
     }
     given = {k: v for k, v in values.items() if k not in (*GUARD_OPTIONS, "guard") or v is not None}
     return RunConfig(**(given | overrides))
@@ -405,6 +413,8 @@ def _json_result(record: Any) -> dict[str, Any]:
         "runtime": result.runtime,
         "precision": record.precision,
         "perf_only": result.perf_only,
+        "examples": result.examples,
+        "held_apart": dict(result.held_apart) if result.held_apart is not None else None,
         "metrics": section(result.metrics),
         "throughput_samples_per_s": throughput.get("samples_per_s"),
         "latency_p50_ms": latency.get("p50_ms"),
