@@ -449,6 +449,9 @@ class RunResult(_Part):
     seq_len: int | None = None
     padding: str | None = None
     examples: int | None = None
+    held_apart: Mapping[str, Any] | None = None
+    """A user's file with no train/dev split: the part held apart for calibration and the
+    int8 guard (never reported on), and why."""
     reference: tuple[PublishedFigure, ...] | None = None
     stages: Mapping[str, float] | None = None
     """Seconds per stage that ran."""

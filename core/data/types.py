@@ -52,7 +52,7 @@ class TextExample:
 Example = TokenExample | TextExample
 
 
-def _canonical_line(example: Example) -> str:
+def canonical_line(example: Example) -> str:
     """One example as one JSON line; the format is part of the hash contract.
 
     ``["token", tokens, tags]`` or ``["text", text, label, text_pair, language]``,
@@ -73,7 +73,7 @@ def content_hash(examples: Iterable[Example]) -> str:
     """
     digest = hashlib.sha256()
     for example in examples:
-        digest.update(_canonical_line(example).encode("utf-8"))
+        digest.update(canonical_line(example).encode("utf-8"))
         digest.update(b"\n")
     return digest.hexdigest()
 

@@ -80,9 +80,7 @@ def calibration_samples(
     config: RunConfig, resolved: Resolved, loaded: Loaded, seq_len: int
 ) -> list[dict[str, np.ndarray]]:
     """The profile's calibration count of train-split samples, each padded to ``seq_len``."""
-    split = (
-        resolved.dataset.split("train") if "train" in resolved.dataset.splits else resolved.split
-    )
+    split = resolved.apart("train")
     count = config.calibration_samples or resolved.profile.int8.calibration_samples
     encoder = dataclasses.replace(loaded.encoder, padding="fixed", seq_len=seq_len)
     samples = []

@@ -62,18 +62,20 @@ def _int8(ctx: StageContext, resolved: Resolved, loaded: Loaded, graphs: Graphs)
     with ctx.stage("quantize") as summary:
         recipe = build_recipe(ctx.config, resolved.profile)
         source = resolved.runtime.conversion_source(resolved.profile, recipe.kind, graphs)
-        samples = recipe.samples if isinstance(recipe, StaticInt8) else 32
-        calibration = calibration_set(resolved, loaded, samples)
-        summary |= {
-            "recipe": recipe.kind,
-            "source": str(source),
-            "calibration": {
+        guarded = ctx.config.guard and not loaded.model.perf_only
+        static = isinstance(recipe, StaticInt8)
+        summary |= {"recipe": recipe.kind, "source": str(source), "calibration": None}
+        calibration = None
+        if static or guarded:
+            # Dynamic int8 reads no examples; the guard only borrows a few for its probe.
+            calibration = calibration_set(resolved, loaded, recipe.samples if static else 32)
+            summary["calibration"] = {
                 "samples": calibration.samples,
                 "sha256": calibration.sha256,
                 "source": calibration.source,
-            },
-        }
-        if ctx.config.guard and not loaded.model.perf_only:
+                "used_for": "calibration" if static else "the guard's sensitivity probe",
+            }
+        if guarded and calibration is not None:
             report = run_guard(ctx, resolved, loaded, graphs, recipe, source, calibration)
             built = report.final
             guard = report.to_dict()
@@ -176,16 +178,10 @@ def load_keep_float(path: Path) -> list[str]:
 
 
 def calibration_set(resolved: Resolved, loaded: Loaded, samples: int) -> CalibrationSet:
-    """Calibration batches from the train split (or the file itself, said so)."""
+    """Calibration batches from the train split, or the part of a user's file held apart."""
     from kiln_lab.core.quantize import CalibrationSet
 
-    if "train" in resolved.dataset.splits:
-        split = resolved.dataset.split("train")
-    else:
-        split = resolved.split
-        log.warning(
-            "no train split in %s: calibrating on the evaluation file itself", resolved.dataset.name
-        )
+    split = resolved.apart("train")
     examples = split.examples[:samples]
     batches = [b.arrays for b, _ in loaded.encoder.encode_all(examples, 16)]
     return CalibrationSet.from_batches(
@@ -211,7 +207,7 @@ def run_guard(
     from kiln_lab.core.runtimes.onnxruntime import OnnxRuntimeModel
 
     cfg = ctx.config
-    split = resolved.dataset.split("dev") if "dev" in resolved.dataset.splits else resolved.split
+    split = resolved.apart("dev")
     examples = split.examples[: cfg.guard_samples]
     batches = loaded.encoder.encode_all(examples, resolved.batch_size)
     metric_name = resolved.card.primary_metric

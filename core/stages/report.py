@@ -55,6 +55,8 @@ def run(
                     "delta": (measured - figure.value) if measured is not None else None,
                 }
             )
+        if resolved.held is not None:
+            result["held_apart"] = resolved.held.describe()
         result |= {
             "run_id": ctx.run_id,
             "model": card.name,

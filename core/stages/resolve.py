@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from kiln_lab.core.data.holdout import Holdout, hold_apart
 from kiln_lab.core.errors import ConfigError, DataError, LabelMismatch
 from kiln_lab.core.runconfig import CALIBRATION_ONLY, RunConfig, options_apply
 from kiln_lab.core.runtimes import Runtime, get_runtime
@@ -36,6 +37,23 @@ class Resolved:
     """The weights directory found; None for a performance-only run (random weights)."""
     batch_size: int
     seq_len: int
+    held: Holdout | None = None
+    """Part of a user's file held apart for calibration and the guard (data/holdout.py)."""
+
+    def apart(self, name: str) -> Split:
+        """The examples calibration (``train``) or the int8 guard (``dev``) draws from:
+        the data set's own split, else the part held apart from the user's file; the
+        reported examples only when the file is too small to hold any apart (logged)."""
+        if name in self.dataset.splits:
+            return self.dataset.split(name)
+        if self.held is not None and len(self.held.held):
+            return self.held.held
+        log.warning(
+            "%s is too small to hold examples apart: %s uses the examples it reports on",
+            self.dataset.name,
+            "calibration" if name == "train" else "the accuracy guard",
+        )
+        return self.split
 
     @property
     def runtime(self) -> Runtime:
@@ -46,11 +64,14 @@ class Resolved:
         return (self.batch_size, self.seq_len) if self.profile.static_shapes else None
 
 
-def preflight(cfg: RunConfig) -> Resolved:
+def preflight(cfg: RunConfig, *, on_this_host: bool = True) -> Resolved:
     """Check card, profile, precision, dataset and weights; raise a ``KilnError`` if wrong.
 
     Cheap on purpose (no torch import), so the CLI can refuse bad input before a run
     record exists, and the worker's resolve stage repeats it as its first step.
+    ``on_this_host=False`` leaves out what depends on the host that will run it (the
+    profile's availability, the weights on disk): a matrix driver checks a cluster
+    cell with it, and the cell's own resolve stage checks the rest where it runs.
     """
     from kiln_lab.core.data import builtin_datasets, load_builtin, read_file
     from kiln_lab.core.data.detect import check_task
@@ -59,7 +80,8 @@ def preflight(cfg: RunConfig) -> Resolved:
 
     card = get_card(cfg.model)
     profile = get_profile(cfg.profile)
-    require_available(profile)
+    if on_this_host:
+        require_available(profile)
     profile.require_precision(cfg.precision)
     _refuse_calibration_for_dynamic(cfg, profile)
     if cfg.dataset_file:
@@ -85,7 +107,7 @@ def preflight(cfg: RunConfig) -> Resolved:
         )
     check_dataset_labels(card, dataset)
     weights = None
-    if not cfg.perf_only:
+    if not cfg.perf_only and on_this_host:
         weights = locate_weights(card, Path(cfg.weights) if cfg.weights else None)
     seq_len = cfg.seq_len or profile.defaults.seq_len or card.max_seq_len
     if seq_len > card.max_seq_len:
@@ -94,7 +116,24 @@ def preflight(cfg: RunConfig) -> Resolved:
             hint=f"use --seq-len {card.max_seq_len} or less",
         )
     batch_size = cfg.batch_size or profile.defaults.batch_size
-    return Resolved(card, profile, dataset, split, weights, batch_size, seq_len)
+    held = None
+    if _needs_data_apart(cfg, profile, dataset):
+        held = hold_apart(split, max(cfg.guard_samples, profile.int8.calibration_samples))
+        split = held.reported
+    return Resolved(card, profile, dataset, split, weights, batch_size, seq_len, held)
+
+
+def _needs_data_apart(cfg: RunConfig, profile: Profile, dataset: Dataset) -> bool:
+    """int8 that calibrates or is guarded, on data with no train or dev split of its own.
+
+    Dynamic int8 without the guard reads no examples before evaluating, so nothing is
+    held apart for it and every example is reported on.
+    """
+    if cfg.precision != "int8" or cfg.perf_only:
+        return False
+    static = (cfg.quantization or profile.int8.method) == "static"
+    guarded = cfg.guard and get_runtime(profile.runtime).conversion(profile, "int8").kind == "int8"
+    return (static and "train" not in dataset.splits) or (guarded and "dev" not in dataset.splits)
 
 
 def run(ctx: StageContext) -> Resolved:
@@ -115,6 +154,15 @@ def run(ctx: StageContext) -> Resolved:
             "seq_len": found.seq_len,
             "weights": str(found.weights) if found.weights else "random (performance-only)",
         }
+        if found.held is not None:
+            summary["held_apart"] = found.held.describe()
+            log.warning(
+                "%s has no train/dev split: %d examples held apart for calibration and the "
+                "accuracy guard; the run reports on the other %d",
+                found.dataset.name,
+                len(found.held.held),
+                len(found.held.reported),
+            )
         log.info(
             "model %s (%s, %s), profile %s, %s, %d examples of %s/%s",
             card.name,
