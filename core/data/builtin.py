@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kiln_lab.core.data import cache, peoples_daily, reviews
-from kiln_lab.core.data.types import Dataset
+from kiln_lab.core.data.types import SEQUENCE_CLASSIFICATION, TOKEN_CLASSIFICATION, Dataset
 from kiln_lab.core.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -35,6 +35,8 @@ class BuiltinSpec:
     derive: Callable[..., Dataset]  # called with the resolved files' paths
     changelog: tuple[dict, ...] = ()
     """Earlier derivations (version, rules, split counts and hashes), newest first."""
+    task: str = SEQUENCE_CLASSIFICATION
+    """The task its examples are for: the app offers it only to models of that task."""
 
 
 BUILTINS: dict[str, BuiltinSpec] = {
@@ -47,6 +49,7 @@ BUILTINS: dict[str, BuiltinSpec] = {
             f"{peoples_daily.DERIVATION_VERSION}/max{peoples_daily.MAX_LEN}",
             peoples_daily.derive_file,
             peoples_daily.CHANGELOG,
+            task=TOKEN_CLASSIFICATION,
         ),
         BuiltinSpec(
             reviews.NAME,
@@ -54,6 +57,7 @@ BUILTINS: dict[str, BuiltinSpec] = {
             ("sentiment/neg.txt", "sentiment/pos.txt"),
             reviews.DERIVATION_VERSION,
             reviews.derive_files,
+            task=SEQUENCE_CLASSIFICATION,
         ),
     )
 }
@@ -65,6 +69,11 @@ _lock = threading.Lock()
 def builtin_datasets() -> dict[str, str]:
     """Name -> one-line description of every built-in dataset."""
     return {name: spec.description for name, spec in BUILTINS.items()}
+
+
+def builtin_tasks() -> dict[str, str]:
+    """Name -> task of every built-in dataset, without deriving any of them."""
+    return {name: spec.task for name, spec in BUILTINS.items()}
 
 
 def _spec(name: str) -> BuiltinSpec:
