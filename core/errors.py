@@ -122,6 +122,16 @@ class RunNotFound(StoreError):
     title = "Run not found"
 
 
+class MatrixNotFound(StoreError):
+    title = "Matrix not found"
+
+
+class ClusterError(KilnError):
+    """A Ray cluster that cannot be reached, or a cell it cannot run."""
+
+    title = "Cluster problem"
+
+
 class Cancelled(KilnError):
     title = "Run cancelled"
     exit_code = 130

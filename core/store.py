@@ -31,10 +31,13 @@ from kiln_lab.core.errors import RunNotFound, StoreError
 from kiln_lab.core.events import Event, RunFinished, from_record, to_record
 from kiln_lab.core.paths import kiln_home
 from kiln_lab.core.result import RunResult
+from kiln_lab.core.store_matrix import MATRIX_SCHEMA, MatrixTables
 from kiln_lab.core.store_open import WalWatch, open_store, translate
 
 APPLICATION_ID = 0x4B494C4E  # "KILN"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""1: runs, events, metrics, artifacts, checkpoints. 2: + matrices, matrix_cells
+(:mod:`kiln_lab.core.store_matrix`), added to a version-1 store when it is opened."""
 
 _log = logging.getLogger(__name__)
 
@@ -192,7 +195,7 @@ def _locked(method: Any) -> Any:
     return wrapper
 
 
-class RunStore:
+class RunStore(MatrixTables):
     """A connection to one store file; cheap to open, one per thread or process."""
 
     def __init__(self, path: Path | str | None = None, *, readonly: bool = False) -> None:
@@ -292,7 +295,7 @@ class RunStore:
             return
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for statement in _SCHEMA.split(";"):
+            for statement in (_SCHEMA + MATRIX_SCHEMA).split(";"):
                 if statement.strip():
                     conn.execute(statement)
             conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")

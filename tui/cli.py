@@ -114,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
         "versions, CPU flags, GPUs, and every profile's availability on this machine",
     ).add_argument("--json", action="store_true")
     p = add("report", cmd_report, "write a comparison report of runs (md, csv, json, html)")
-    p.add_argument("run_ids", nargs="+", metavar="RUN_ID")
+    p.add_argument("run_ids", nargs="+", metavar="RUN_ID", help="runs, or a matrix id (mx-...)")
     p.add_argument(
         "--format",
         action="extend",
@@ -138,6 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
     from kiln_lab.tui.commands.finetune import add_finetune_parser
 
     add_finetune_parser(sub)
+    from kiln_lab.tui.commands.matrix import add_matrix_parser
+
+    add_matrix_parser(sub)
     from kiln_lab.tui.commands.serve import add_serve_parser
 
     add_serve_parser(sub)

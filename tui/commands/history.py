@@ -91,7 +91,15 @@ def cmd_report(args: argparse.Namespace) -> int:
     from kiln_lab.core.store import RunStore
 
     store = RunStore()
-    records = [store.run(run_id) for run_id in args.run_ids]
+    run_ids: list[str] = []
+    for given in args.run_ids:
+        if given.startswith("mx-"):  # a matrix: its cells' runs, in table order
+            from kiln_lab.core.matrix.table import matrix_run_ids
+
+            run_ids += matrix_run_ids(store, store.matrix(given).id)
+        else:
+            run_ids.append(given)
+    records = [store.run(run_id) for run_id in run_ids]
     history = store.runs()
     formats = list(dict.fromkeys(args.format or ["md"]))
     written = [write_report(records, history, fmt, Path(args.out)) for fmt in formats]
