@@ -27,7 +27,15 @@ So ``中共中央/nt 台湾/ns 工作/vn 办公室/n``, ``国务院/nt 台湾/ns
 ORG each, while ``国务院/nt 总理/n`` stays ORG + O (总理 is no head) and
 ``美国/ns 总统/n`` stays LOC + O. Two named organisations side by side stay two:
 an ``nt`` head joins only a place right before it (``美国/ns 国务院/nt`` is one ORG,
-``中共中央/nt 国务院/nt`` is two).
+``中共中央/nt 国务院/nt`` is two). A place right after a head starts a new organisation
+unless the later head names a part of the earlier one (分行, 分社, 办事处, 党委: see
+``BRANCH_HEADS``): ``北京/ns 协和/nz 医院/n 天津/ns 儿童/n 艺术/n 剧团/n`` is two ORGs,
+``中国/ns 银行/n 北京/ns 分行/n`` one.
+
+Known limits (the hand-checked test names each): 中共中央/nt 统战部/nt stays two ORGs;
+an organisation without an anchor (世界/n 旅游/vn 组织/n, 解放军/n 总政治部/n) is missed;
+a numbered body (第九/m 届/q 全国/n 委员会/n) is cut at the number; 马德里/ns 总部/n
+reads as an ORG.
 
 Rule 2, compound places. A place followed (within two words of ``nz``/``特别``/
 ``经济``/``行政区``) by a region word of ``LOC_HEADS`` (自治区, 特别行政区, 自治州,
