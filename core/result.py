@@ -163,6 +163,36 @@ class AccuracyMetrics(_Part):
     macro_f1: float | None = None
     count: int | None = None
     per_class: Mapping[str, LabelScore] | None = None
+    confidence: float | None = None
+    """The level of every interval below (0.95 unless ``--confidence`` said otherwise)."""
+    sequence: Mapping[str, Any] | None = None
+    """Anytime-valid interval of each headline figure at the examples seen (live view)."""
+    intervals: Mapping[str, Any] | None = None
+    """Fixed-sample intervals: ``{figure: {low, high, confidence, method}}``, and
+    ``per_type`` ``{type: {precision|recall|f1: interval}}`` for NER."""
+    per_language: Mapping[str, Any] | None = None
+    """Data with a language column: ``{language: {accuracy, count, interval}}``."""
+    final: bool | None = None
+    """The evaluation's last snapshot (also a cancelled or stopped one's): see ``complete``."""
+    complete: bool | None = None
+    """Every planned example was scored (not cancelled, not stopped early)."""
+    early_stop: Mapping[str, Any] | None = None
+    """``--until``: stopped ``after`` of ``of`` examples, with the ``interval`` that was
+    narrower than ``width`` (an interval for the whole split's figure)."""
+    paired: Mapping[str, Any] | None = None
+    """A non-fp32 run against the fp32 graph on the same examples: the difference, its
+    paired interval, and the budget verdict."""
+
+    def interval(self, name: str) -> Mapping[str, Any] | None:
+        """The interval to show beside figure ``name``: the early stop's for a stopped
+        run's headline figure, else the fixed-sample one, else the live sequence."""
+        stop = self.early_stop or {}
+        if stop.get("metric") == name and isinstance(stop.get("interval"), Mapping):
+            return stop["interval"]
+        for source in (self.intervals, self.sequence):
+            if isinstance(source, Mapping) and isinstance(source.get(name), Mapping):
+                return source[name]
+        return None
 
     def value(self, name: str) -> float | None:
         """A figure by the name model cards use (``entity_f1``, ``macro_f1``, ...)."""
@@ -248,6 +278,15 @@ class PublishedFigure(_Part):
     measured: float | None = None
     """``None`` when the run scored nothing (a performance-only run)."""
     delta: float | None = None
+    dataset: str | None = None
+    """``dataset:split`` the figure was measured on, where it is Kiln's own data; None: a
+    vendor's or a paper's own split, which no Kiln run evaluates (so no delta)."""
+    per_language: Mapping[str, float] | None = None
+
+    def applies_to(self, dataset: str | None, split: str | None) -> bool:
+        """Whether a run on ``dataset``/``split`` measured the same thing as this figure,
+        so a delta between them means something."""
+        return bool(self.dataset) and self.dataset == f"{dataset}:{split}"
 
 
 @dataclass(frozen=True)
@@ -286,6 +325,8 @@ class GuardStep(_Part):
     drop_points: float | None = None
     samples_per_s: float | None = None
     within_budget: bool | None = None
+    verdict: Mapping[str, Any] | None = None
+    """The paired verdict against the float graph on the guard set."""
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,13 @@ class ReferenceFigure(FrozenConfig):
     source: str
     """Where it was published (recipe or paper)."""
     note: str = ""
+    dataset: str | None = None
+    """``dataset:split`` the figure was measured on, when that is data Kiln has (a built-in
+    model's test split); None for a vendor's or a paper's own split. A run's delta
+    against the figure is shown only when it evaluated that same data, in full."""
+    per_language: dict[str, float] | None = None
+    """The same figure per language, where the source publishes a breakdown (XNLI's
+    15 languages); runs on data with a language column show it beside their own."""
 
 
 class ModelCard(FrozenConfig):

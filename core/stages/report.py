@@ -45,16 +45,10 @@ def run(
         if benchmarked is not None:
             result["benchmark"] = benchmarked.to_dict()
         metrics = result.get("metrics") or {}
-        references = []
-        for figure in card.reference:
-            measured = metrics.get(figure.metric)
-            references.append(
-                {
-                    **figure.model_dump(),
-                    "measured": measured,
-                    "delta": (measured - figure.value) if measured is not None else None,
-                }
-            )
+        references = [
+            published_figure(figure.model_dump(), metrics, resolved, cfg.limit)
+            for figure in card.reference
+        ]
         if resolved.held is not None:
             result["held_apart"] = resolved.held.describe()
         result |= {
@@ -86,6 +80,31 @@ def run(
         )
     result["stages"] = dict(ctx.stage_times)
     return result
+
+
+def published_figure(
+    figure: dict[str, Any], metrics: dict[str, Any], resolved: Resolved, limit: int | None
+) -> dict[str, Any]:
+    """A card's figure beside the run's: the delta only when the run evaluated the very
+    data the figure was measured on, in full (not another dataset, not ``--limit``, not
+    stopped early); the per-language breakdown beside the run's where both have one."""
+    measured = metrics.get(figure["metric"])
+    same_data = figure.get("dataset") == f"{resolved.dataset.name}:{resolved.split.name}"
+    comparable = same_data and not limit and metrics.get("complete", True)
+    out = figure | {
+        "measured": measured,
+        "delta": measured - figure["value"] if measured is not None and comparable else None,
+    }
+    if not comparable:
+        out["no_delta_because"] = (
+            "the run's data is not the figure's"
+            if not same_data
+            else "the run did not evaluate the whole split"
+        )
+    ours = metrics.get("per_language") or {}
+    if figure.get("per_language") and ours:
+        out["measured_per_language"] = {lang: row["accuracy"] for lang, row in ours.items()}
+    return out
 
 
 def _stage_outputs(
