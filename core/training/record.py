@@ -147,7 +147,8 @@ def card_data(
                 "precision": "fp32",
                 "runtime": "PyTorch",
                 "source": REFERENCE_SOURCE,
-                "note": f"built-in test split of {recipe.dataset}",
+                # Said in full: a reader must not take it for a public test set's figure.
+                "note": f"Kiln's built-in test split of {recipe.dataset}, not a public test set",
             }
         ],
         "training": training,
