@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kiln_lab.core.baseline import fp32_baseline
-from kiln_lab.core.result import RunResult
+from kiln_lab.core.result import AccuracyMetrics, RunResult
 from kiln_lab.tui.state import RunView
 
 
@@ -26,8 +26,11 @@ def fp32_reference(
     return fp32_baseline(records, model=model, dataset=dataset, examples=examples, exclude=exclude)
 
 
-def published_figure(references: Iterable[Any], metric: str) -> tuple[float, str] | None:
-    """The card's figure for ``metric`` (fp32 preferred) as ``(value, label)``."""
+def published_figure(
+    references: Iterable[Any], metric: str, data: str | None = None
+) -> tuple[float, str, bool] | None:
+    """The card's figure for ``metric`` (fp32 preferred) as ``(value, label, comparable)``:
+    ``comparable`` when it was measured on ``data`` (``dataset:split``), the run's own."""
     candidates = []
     for ref in references:
         get = ref.get if isinstance(ref, dict) else (lambda k, r=ref: getattr(r, k, None))
@@ -37,13 +40,14 @@ def published_figure(references: Iterable[Any], metric: str) -> tuple[float, str
                     get("precision") != "fp32",
                     float(get("value")),
                     f"{get('precision') or ''} {get('runtime') or ''}".strip(),
+                    bool(data) and get("dataset") == data,
                 )
             )
     if not candidates:
         return None
-    candidates.sort(key=lambda c: c[0])
-    _, value, label = candidates[0]
-    return value, label
+    candidates.sort(key=lambda c: (not c[3], c[0]))
+    _, value, label, comparable = candidates[0]
+    return value, label, comparable
 
 
 # -- what the accuracy pane shows --------------------------------------------------------------
@@ -65,14 +69,22 @@ class FigureRow:
     live: float | None
     reference: float | None
     card: float | None
+    card_comparable: bool = True
+    """The card's figure was measured on this run's data, in full: a delta means something."""
+    interval: tuple[float, float] | None = None
+    """The interval to show beside ``live`` (see ``AccuracyMetrics.interval``)."""
 
     @property
     def delta(self) -> float | None:
-        """Live minus the fp32 reference run, or minus the card when there is no such run."""
+        """Live minus the fp32 reference run, or minus the card when there is no such run
+        and the card's figure was measured on the same data."""
         if self.live is None:
             return None
-        base = self.reference if self.reference is not None else self.card
-        return None if base is None else self.live - base
+        if self.reference is not None:
+            return self.live - self.reference
+        if self.card is not None and self.card_comparable:
+            return self.live - self.card
+        return None
 
 
 @dataclass(frozen=True)
@@ -93,6 +105,15 @@ class AccuracyTable:
     """Why the evaluate stage did not run (a benchmark-only run, a device-only artifact)."""
     truncated_tokens: int | None = None
     """NER: tokens past the sequence length, left out of token accuracy."""
+    state: str = "live"
+    """``live``, ``final`` (every example scored), ``stopped`` (``--until``), ``limited``
+    (``--limit``) or ``partial`` (cancelled or failed mid-way): only ``final`` is final."""
+    confidence: float | None = None
+    interval_method: str | None = None
+    """How the headline interval was made: a confidence sequence while running, the
+    bootstrap or Wilson interval once complete, the split sequence of an early stop."""
+    per_label_intervals: tuple[tuple[float, float] | None, ...] = ()
+    """The F1 interval of each ``per_label`` row (NER), where the run has them."""
 
 
 def accuracy_table(
@@ -113,9 +134,14 @@ def accuracy_table(
     if not card_refs and view.result is not None:
         card_refs = list(view.result.references)
     spec = NER_ROWS if task == "ner" else CLASSIFICATION_ROWS if task == "classification" else ()
+    figures = AccuracyMetrics.from_dict(live)
+    state = figure_state(view, live)
+    key = view.dataset_key()
+    data = f"{key[0]}:{key[1]}" if key else None
     rows = []
     for metric, label in spec:
-        card = published_figure(card_refs, metric)
+        card = published_figure(card_refs, metric, data)
+        interval = figures.interval(metric)
         rows.append(
             FigureRow(
                 metric,
@@ -123,6 +149,8 @@ def accuracy_table(
                 _num(live.get(metric)),
                 _num(ref_metrics.value(metric)) if ref_metrics is not None else None,
                 card[0] if card else None,
+                card_comparable=bool(card and card[2]) and state in ("final", "live"),
+                interval=(float(interval["low"]), float(interval["high"])) if interval else None,
             )
         )
     per = live.get("per_type") or live.get("per_class") or {}
@@ -142,6 +170,14 @@ def accuracy_table(
         basis = "fp32 run"
     elif any(r.card is not None for r in rows):
         basis = "card"
+    per_type_intervals = (figures.intervals or {}).get("per_type") or {}
+    label_intervals = tuple(
+        (float(iv["f1"]["low"]), float(iv["f1"]["high"]))
+        if isinstance(iv := per_type_intervals.get(name), dict) and "f1" in iv
+        else None
+        for name, *_ in per_label
+    )
+    headline = figures.interval(spec[0][0]) if spec else None
     scored = live.get("sentences", live.get("count"))
     evaluate = view.stages.get("evaluate")
     return AccuracyTable(
@@ -155,7 +191,26 @@ def accuracy_table(
         final=bool(live.get("final")) or view.is_finished,
         skipped=evaluate.reason if evaluate is not None and evaluate.status == "skipped" else None,
         truncated_tokens=int(cut) if isinstance(cut := live.get("truncated_tokens"), int) else None,
+        state=state,
+        confidence=figures.confidence,
+        interval_method=str(headline.get("method")) if headline else None,
+        per_label_intervals=label_intervals,
     )
+
+
+def figure_state(view: RunView, live: dict[str, Any]) -> str:
+    """What the figures are: ``final`` only for an evaluation that scored every example
+    of the whole split; a limited, stopped, cancelled or failed one says which."""
+    if not view.is_finished and not live.get("final"):
+        return "live"
+    if live.get("early_stop"):
+        return "stopped"
+    complete = live.get("complete")
+    if complete is False or (complete is None and view.status != "succeeded"):
+        return "partial"
+    if view.config.get("limit"):
+        return "limited"
+    return "final"
 
 
 def task_of(card_task: str | None) -> str | None:

@@ -78,8 +78,11 @@ def test_published_figure_prefers_fp32() -> None:
         {"metric": "entity_f1", "value": 0.902, "precision": "int8", "runtime": "vacc"},
         {"metric": "entity_f1", "value": 0.959, "precision": "fp32", "runtime": "PyTorch"},
     ]
-    assert published_figure(refs, "entity_f1") == (0.959, "fp32 PyTorch")
+    assert published_figure(refs, "entity_f1") == (0.959, "fp32 PyTorch", False)
     assert published_figure(refs, "accuracy") is None
+    # Issue 15: a figure measured on the run's own data is the one to take a delta from.
+    refs.append({"metric": "entity_f1", "value": 0.87, "precision": "fp32", "dataset": "pd:test"})
+    assert published_figure(refs, "entity_f1", "pd:test") == (0.87, "fp32", True)
 
 
 def test_run_view_follows_a_whole_run() -> None:
@@ -124,8 +127,58 @@ def test_accuracy_table_deltas_against_the_fp32_run_then_the_card() -> None:
     assert (top.metric, top.live, top.reference, top.card) == ("entity_f1", 0.75, 0.8, 0.9)
     assert top.delta == pytest.approx(-0.05) and table.delta_basis == "fp32 run"
     assert [p[0] for p in table.per_label] == ["LOC", "ORG", "PER"]
+    # The card's figure is from another split: shown, but no delta against it.
     no_ref = accuracy_table(view, card_references=card)
+    assert no_ref.rows[0].card == 0.9 and no_ref.rows[0].delta is None
+    view.config = {"dataset": "pd", "split": "test"}
+    same_data = [card[0] | {"dataset": "pd:test"}]
+    no_ref = accuracy_table(view, card_references=same_data)
     assert no_ref.rows[0].delta == pytest.approx(-0.15) and no_ref.delta_basis == "card"
+    assert no_ref.state == "live"
+
+
+@pytest.mark.parametrize(
+    ("status", "config", "extra", "state"),
+    [
+        ("succeeded", {}, {"complete": True}, "final"),
+        ("succeeded", {"limit": 50}, {"complete": True}, "limited"),
+        ("cancelled", {}, {"complete": False}, "partial"),
+        ("succeeded", {}, {"complete": False, "early_stop": {"after": 60}}, "stopped"),
+    ],
+)
+def test_only_a_complete_evaluation_is_final(status, config, extra, state) -> None:
+    view = RunView("r5")
+    view.config = {"dataset": "pd", "split": "test"} | config
+    figures = fake_runs.ner_accuracy(0.75, 100, final=True) | extra
+    view.apply(MetricSampled("evaluate", "accuracy", figures))
+    view.apply(RunFinished(status))
+    card = [{"metric": "entity_f1", "value": 0.9, "precision": "fp32", "dataset": "pd:test"}]
+    table = accuracy_table(view, card_references=card)
+    assert table.state == state
+    # A delta against the card only for the whole split, evaluated in full.
+    assert (table.rows[0].delta is not None) == (state == "final")
+
+
+def test_the_pane_shows_the_interval_and_per_type_spreads() -> None:
+    from kiln_lab.tui.widgets.accuracy_pane import render_accuracy
+
+    view = RunView("r6")
+    figures = fake_runs.ner_accuracy(0.75, 100) | {
+        "confidence": 0.95,
+        "sequence": {"entity_f1": {"low": 0.70, "high": 0.80, "method": "confidence-sequence"}},
+    }
+    view.apply(MetricSampled("evaluate", "accuracy", figures))
+    text = render_accuracy(accuracy_table(view), 20).plain
+    assert "95% [0.7000, 0.8000] ±0.0500 anytime-valid" in text
+    figures["intervals"] = {
+        "entity_f1": {"low": 0.72, "high": 0.78, "method": "bootstrap"},
+        "per_type": {"PER": {"f1": {"low": 0.5, "high": 0.7}}},
+    }
+    view.apply(MetricSampled("evaluate", "accuracy", figures | {"final": True, "complete": True}))
+    view.apply(RunFinished("succeeded"))
+    text = render_accuracy(accuracy_table(view), 20).plain
+    assert "final" in text and "[0.7200, 0.7800]" in text and "bootstrap" in text
+    assert "±F1" in text and "0.100" in text
 
 
 def test_accuracy_table_for_classification_and_perf_only() -> None:

@@ -11,6 +11,14 @@ from kiln_lab.tui.widgets.guard import guarded
 
 COLUMNS = (10, 7, 9, 9, 8)
 """Widths: label, live, fp32 run, delta, card (fixed, so figures line up as they change)."""
+STATE_STYLE = {"live": "bold", "final": "bold", "stopped": "bold cyan"}
+"""Anything but a live or final figure (limited, partial) is drawn in yellow."""
+METHOD_NAMES = {
+    "confidence-sequence": "anytime-valid",
+    "confidence-sequence-split": "early stop, whole split",
+    "bootstrap": "bootstrap over sentences",
+    "wilson": "Wilson",
+}
 
 
 def _row(cells: list[Text]) -> Text:
@@ -44,7 +52,7 @@ def render_accuracy(table: AccuracyTable | None, height: int) -> Text:
         _row(
             [
                 Text(""),
-                Text("final" if table.final else "live", style="bold"),
+                Text(table.state, style=STATE_STYLE.get(table.state, "bold yellow")),
                 Text("fp32 run", style="dim"),
                 Text(delta_head, style="dim"),
                 Text("card", style="dim"),
@@ -64,6 +72,15 @@ def render_accuracy(table: AccuracyTable | None, height: int) -> Text:
                 ]
             )
         )
+    headline = table.rows[0] if table.rows else None
+    if headline is not None and headline.interval is not None and height - len(lines) >= 2:
+        # The headline figure's interval: while running it narrows as examples arrive.
+        low, high = headline.interval
+        level = f"{table.confidence:.0%}" if table.confidence else "95%"
+        method = METHOD_NAMES.get(table.interval_method or "", table.interval_method or "")
+        line = Text(f"{level} [{low:.4f}, {high:.4f}]", no_wrap=True, overflow="ellipsis")
+        line.append(f" ±{(high - low) / 2:.4f} {method}", style="dim")
+        lines.append(line)
     if table.truncated_tokens and height - len(lines) >= 1:
         # Said where token accuracy is shown: its figure leaves these tokens out.
         lines.append(
@@ -76,11 +93,16 @@ def render_accuracy(table: AccuracyTable | None, height: int) -> Text:
         )
     room = height - len(lines) - 1
     if table.per_label and room >= 2:
-        lines.append(Text(f"{'':<10}{'F1':>7}{'P':>7}{'R':>7}{'n':>8}", style="dim"))
-        for name, f1, precision, recall, support in table.per_label[: room - 1]:
+        spreads = table.per_label_intervals
+        head = f"{'':<10}{'F1':>7}{'P':>7}{'R':>7}{'n':>8}" + ("  ±F1" if any(spreads) else "")
+        lines.append(Text(head, style="dim"))
+        for index, (name, f1, precision, recall, support) in enumerate(table.per_label[: room - 1]):
             line = Text(f"{name[:10]:<10}{fmt.metric(f1, 3):>7}", no_wrap=True)
             line.append(f"{fmt.metric(precision, 3):>7}{fmt.metric(recall, 3):>7}", style="dim")
             line.append(f"{support:>8,}", style="dim")
+            spread = spreads[index] if index < len(spreads) else None
+            if spread is not None:
+                line.append(f"  {(spread[1] - spread[0]) / 2:.3f}", style="dim")
             lines.append(line)
     return Text("\n").join(lines)
 
