@@ -230,6 +230,12 @@ class Throughput(_Part):
     achieved_gflops: float | None = None
     peak_gflops: float | None = None
     percent_of_peak: float | None = None
+    """Of the peak of the build's own runtime and precision (``peak_kernel``)."""
+    peak_kernel: str | None = None
+    peak_suspect: str | None = None
+    """Why the peak (so the percentage) may be wrong: taken under load, or exceeded."""
+    load: Mapping[str, Any] | None = None
+    """The machine's load while this was timed (machine_load.Load): a busy figure says so."""
 
 
 @dataclass(frozen=True)
@@ -403,6 +409,12 @@ class BenchmarkCell(_Part):
     achieved_gflops: float | None = None
     peak_gflops: float | None = None
     percent_of_peak: float | None = None
+    """Of the peak of the build's own runtime and precision (``peak_kernel``)."""
+    peak_kernel: str | None = None
+    peak_suspect: str | None = None
+    """Why the peak (so the percentage) may be wrong: taken under load, or exceeded."""
+    load: Mapping[str, Any] | None = None
+    """The machine's load while this was timed (machine_load.Load): a busy figure says so."""
 
     @property
     def shape(self) -> tuple[int, int] | None:
@@ -429,11 +441,19 @@ class BenchmarkGrid(_Part):
     """The benchmark stage's grid: its plan, every cell, and the machine's peaks."""
 
     _ALWAYS = frozenset({"cells"})
-    _PARSE = {"plan": _mapping, "cells": _many(BenchmarkCell), "peaks": _mapping}
+    _PARSE = {
+        "plan": _mapping,
+        "cells": _many(BenchmarkCell),
+        "peaks": _mapping,
+        "peak": _mapping,
+    }
 
     plan: Mapping[str, Any] | None = None
     cells: tuple[BenchmarkCell, ...] = ()
     peaks: Mapping[str, float] | None = None
+    """Kiln before the per-runtime roofline: fp32 and int8 ONNX Runtime peaks."""
+    peak: Mapping[str, Any] | None = None
+    """The kernel peak of the build's own runtime and precision (roofline.Peak)."""
     tool: bool | None = None
     """True when a vendor tool measured the cells."""
 

@@ -94,12 +94,17 @@ def result_table(result: RunResult) -> Table:
             f"p50 {lat.p50_ms or 0:.1f} ms · p90 {lat.p90_ms or 0:.1f} ms · p99 "
             f"{lat.p99_ms or 0:.1f} ms",
         )
-    if thr.peak_gflops:
-        table.add_row(
-            "compute",
+    if thr.peak_gflops and thr.percent_of_peak is not None:
+        line = (
             f"{thr.achieved_gflops:.1f} GFLOP/s = {thr.percent_of_peak:.1f}% of this "
-            f"machine's measured {result.precision} peak ({thr.peak_gflops:.0f})",
+            f"machine's measured {thr.peak_kernel or result.precision} peak "
+            f"({thr.peak_gflops:.0f})"
         )
+        if thr.peak_suspect:
+            line += f" [suspect: {thr.peak_suspect}]"
+        table.add_row("compute", line)
+    if thr.load and thr.load.get("busy"):
+        table.add_row("machine", f"busy while timed: {thr.load['busy']}")
     quant = result.quantization
     if quant is not None and quant.to_dict():
         calib = quant.calibration

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from kiln_lab.core.events import BenchmarkCellMeasured, MetricSampled, ProgressAdvanced
+from kiln_lab.core.machine_load import LoadMeter
 from kiln_lab.core.runtimes import CompiledModel
 from kiln_lab.core.stages.compile import Compiled
 from kiln_lab.core.stages.context import StageContext
@@ -21,24 +22,28 @@ from kiln_lab.core.stages.resolve import Resolved
 
 if TYPE_CHECKING:
     from kiln_lab.core.benchmark import CellResult
+    from kiln_lab.core.roofline import Peak
 
 log = logging.getLogger(__name__)
+
+SPREAD_WARN_PCT = 10.0
+"""Trials of one cell further apart than this are called out as noise."""
 
 
 @dataclass(frozen=True)
 class Benchmarked:
-    """The grid that ran, one row per cell, and the peaks the cells are compared with."""
+    """The grid that ran, one row per cell, and the kernel peak the cells are held against."""
 
     plan: dict[str, Any]
     cells: list[dict[str, Any]]
-    peaks: dict[str, float] | None = None
+    peak: dict[str, Any] | None = None
     tool: bool = False
     """True where the figures come from the profile's external benchmark tool."""
 
     def to_dict(self) -> dict[str, Any]:
         if self.tool:
             return {"plan": self.plan, "cells": self.cells, "tool": True}
-        return {"plan": self.plan, "cells": self.cells, "peaks": self.peaks}
+        return {"plan": self.plan, "cells": self.cells, "peak": self.peak}
 
 
 def run(
@@ -69,7 +74,7 @@ def _in_process(
     ctx: StageContext, resolved: Resolved, loaded: Loaded, compiled: Compiled
 ) -> Benchmarked:
     from kiln_lab.core.benchmark import BenchmarkPlan, run_grid
-    from kiln_lab.core.roofline import achieved, peak_gflops
+    from kiln_lab.core.roofline import achieved
 
     cfg = ctx.config
     defaults = resolved.profile.defaults
@@ -85,20 +90,40 @@ def _in_process(
             processes=cfg.processes or defaults.processes,
         )
         model_config = loaded.model.model.config
-        peaks = peak_gflops(defaults.intra_op_threads)
+        peak = build_peak(resolved, cfg.precision)
         total = len(plan.batch_sizes) * len(plan.seq_lens)
         cells: list[dict[str, Any]] = []
+        meter = [LoadMeter()]
 
         def on_cell(cell: CellResult) -> None:
+            load = meter[0].read()
+            meter[0] = LoadMeter()
             row = cell.to_dict() | achieved(
                 model_config,
                 len(resolved.card.labels),
                 cell.samples_per_s,
                 cell.seq_len,
-                cfg.precision,
-                peaks,
+                peak,
+                defaults.intra_op_threads,
             )
+            row["load"] = load.to_dict()
             cells.append(row)
+            if load.busy:
+                log.warning(
+                    "batch %d x seq %d timed on a busy machine (%s): its figures are suspect",
+                    cell.batch_size,
+                    cell.seq_len,
+                    load.busy,
+                )
+            if cell.spread_pct > SPREAD_WARN_PCT:
+                log.warning(
+                    "batch %d x seq %d: trials spread by %.1f%% (over %.0f%%): too noisy to "
+                    "compare closely; run more trials or on a quieter machine",
+                    cell.batch_size,
+                    cell.seq_len,
+                    cell.spread_pct,
+                    SPREAD_WARN_PCT,
+                )
             ctx.emit(ProgressAdvanced("benchmark", len(cells), total, "cells"))
             ctx.emit(
                 BenchmarkCellMeasured(
@@ -115,7 +140,7 @@ def _in_process(
                 ctx.emit(MetricSampled("benchmark", "resources", _latest_resources(cell.resources)))
             log.info(
                 "batch %3d x seq %4d: %8.1f samples/s (trials %s, spread %.1f%%), p50 "
-                "%.2f ms, p99 %.2f ms, %.0f%% of peak",
+                "%.2f ms, p99 %.2f ms, %s of peak",
                 cell.batch_size,
                 cell.seq_len,
                 cell.samples_per_s,
@@ -123,7 +148,7 @@ def _in_process(
                 cell.spread_pct,
                 cell.latency["p50_ms"],
                 cell.latency["p99_ms"],
-                row["percent_of_peak"],
+                "?" if row["percent_of_peak"] is None else f"{row['percent_of_peak']:.0f}%",
             )
 
         run_grid(
@@ -138,8 +163,9 @@ def _in_process(
                 plan, loaded.input_names, int(model_config.vocab_size)
             ),
         )
-        summary |= {"cells": len(cells), "peaks": peaks}
-    return Benchmarked(dict(vars(plan)), cells, peaks)
+        peak_record = peak.to_dict() if peak is not None else None
+        summary |= {"cells": len(cells), "peak": peak_record}
+    return Benchmarked(dict(vars(plan)), cells, peak_record)
 
 
 def _instances(model: CompiledModel) -> Callable[[], CompiledModel]:
@@ -160,3 +186,14 @@ def _latest_resources(summary: dict[str, float]) -> dict[str, float]:
         "gpu_count": "gpu_count_max",
     }
     return {name: summary[key] for name, key in keys.items() if key in summary}
+
+
+def build_peak(resolved: Resolved, precision: str) -> Peak | None:
+    """The kernel peak a CPU build is held against; None on an accelerator (Kiln times no
+    kernel on a card) and where no kernel matches the runtime and precision."""
+    from kiln_lab.core.roofline import peak_for
+
+    profile = resolved.profile
+    if profile.device != "cpu":
+        return None
+    return peak_for(profile.runtime, precision, profile.defaults.intra_op_threads)

@@ -18,6 +18,7 @@ from typing import Any
 
 from kiln_lab.core.errors import Cancelled, KilnError, internal_error
 from kiln_lab.core.events import Event, StageFailed, StageFinished, StageSkipped, StageStarted
+from kiln_lab.core.machine_load import LoadMeter
 from kiln_lab.core.runconfig import RunConfig
 from kiln_lab.core.stages import DESCRIPTIONS
 
@@ -56,6 +57,8 @@ class StageContext:
     cancelled: Callable[[], bool] = lambda: False
     checkpoints: Checkpoints = field(default_factory=Checkpoints)
     stage_times: dict[str, float] = field(default_factory=dict)
+    stage_load: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """The machine's load while each stage ran (machine_load.Load), for its speed figures."""
 
     def skip(self, name: str, reason: str) -> None:
         log.info("%s skipped: %s", name, reason)
@@ -69,6 +72,7 @@ class StageContext:
         token = current_stage.set(name)
         self.emit(StageStarted(name, DESCRIPTIONS.get(name, "")))
         start = time.perf_counter()
+        meter = LoadMeter()
         summary: dict[str, Any] = {}
         try:
             yield summary
@@ -81,4 +85,5 @@ class StageContext:
             current_stage.reset(token)
         duration = time.perf_counter() - start
         self.stage_times[name] = round(duration, 4)
+        self.stage_load[name] = meter.read().to_dict()
         self.emit(StageFinished(name, duration, summary))

@@ -8,6 +8,7 @@ directory holds the same.
 from __future__ import annotations
 
 import json
+import logging
 from typing import TYPE_CHECKING, Any
 
 from kiln_lab.core.events import ArtifactWritten
@@ -21,6 +22,8 @@ from kiln_lab.core.stages.resolve import Resolved
 if TYPE_CHECKING:
     from kiln_lab.core.evaluate import EvaluationResult
     from kiln_lab.core.parity import ParityReport
+
+log = logging.getLogger(__name__)
 
 
 def run(
@@ -44,6 +47,13 @@ def run(
         )
         if benchmarked is not None:
             result["benchmark"] = benchmarked.to_dict()
+        if result.get("throughput") and "evaluate" in ctx.stage_load:
+            result["throughput"]["load"] = ctx.stage_load["evaluate"]
+            if ctx.stage_load["evaluate"].get("busy"):
+                log.warning(
+                    "the evaluation was timed on a busy machine (%s): its speed is suspect",
+                    ctx.stage_load["evaluate"]["busy"],
+                )
         metrics = result.get("metrics") or {}
         references = [
             published_figure(figure.model_dump(), metrics, resolved, cfg.limit)
@@ -146,7 +156,8 @@ def _achieved(
 ) -> dict[str, Any]:
     """The evaluation's compute rate against the machine's measured peak (the peak is
     measured once per machine, then cached, outside the evaluate stage's timing)."""
-    from kiln_lab.core.roofline import achieved, peak_gflops
+    from kiln_lab.core.roofline import achieved
+    from kiln_lab.core.stages.benchmark import build_peak
 
     padded = throughput["tokens_per_s"] / max(1e-9, 1 - throughput["padding_waste"])
     return achieved(
@@ -154,6 +165,6 @@ def _achieved(
         len(resolved.card.labels),
         throughput["samples_per_s"],
         padded / throughput["samples_per_s"],
-        precision,
-        peak_gflops(resolved.profile.defaults.intra_op_threads),
+        build_peak(resolved, precision),
+        resolved.profile.defaults.intra_op_threads,
     )
