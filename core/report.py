@@ -1,10 +1,15 @@
 """Reports: the seeds' comparison tables and speed grids, as md, csv, json or html.
 
-One row per run: model, profile, precision, the task metric, its delta against the
-run's fp32 baseline (:mod:`kiln_lab.core.baseline`: in the selection, else the newest
-in the store) and against the card's published figure, samples/s, latency p99 and the speed-up.
-Every report carries each run's environment (versions, CPU, threads, calibration set
-hash) so a figure can be reproduced. Files are written only inside ``--out``.
+One row per run: model, profile, precision, the dataset, the task metric with its
+interval, whether the evaluation was complete (``final``) or ``limited``, ``stopped``
+early or ``partial``, its delta against the run's fp32 baseline
+(:mod:`kiln_lab.core.baseline`: in the selection, else the newest in the store; with the
+paired interval where the run measured one) and against the card's figure (only when
+that figure was measured on the same data, in full), samples/s, latency p99 and the
+speed-up. Values are plain; only deltas carry a sign. Per-type and per-language
+breakdowns follow (:mod:`kiln_lab.core.breakdown`), and each run's environment as a
+table (versions, CPU, threads, calibration set hash) so a figure can be reproduced.
+Files are written only inside ``--out``.
 """
 
 from __future__ import annotations
@@ -19,103 +24,37 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from kiln_lab.core.baseline import baseline_for
 from kiln_lab.core.errors import ConfigError
-from kiln_lab.core.result import Latency, RunResult
+from kiln_lab.core.report_rows import (
+    breakdown_rows,
+    comparison_rows,
+    environment_rows,
+    environments,
+    evaluation_state,
+    grid_rows,
+)
 from kiln_lab.core.store import RunRecord
+
+__all__ = ["comparison_rows", "evaluation_state", "grid_rows", "write_report"]
 
 FORMATS = ("md", "csv", "json", "html")
 
 
-def _metric(result: RunResult) -> tuple[str | None, float | None]:
-    headline = result.metrics.headline() if result.metrics is not None else None
-    return headline if headline is not None else (None, None)
-
-
-def comparison_rows(records: Sequence[RunRecord], history: Sequence[RunRecord]) -> list[dict]:
-    """The comparison table; baselines come from the selection first, then the history."""
-    rows = []
-    for record in records:
-        result = record.run_result
-        name, value = _metric(result)
-        base = baseline_for(record, records, history)
-        base_result = base.run_result if base is not None else RunResult()
-        _, base_value = _metric(base_result)
-        speed = result.throughput.samples_per_s if result.throughput else None
-        base_speed = base_result.throughput.samples_per_s if base_result.throughput else None
-        published = result.published(name)
-        calibration = result.quantization.calibration if result.quantization else None
-        rows.append(
-            {
-                "run": record.id,
-                "status": record.status,
-                "model": record.model,
-                "profile": record.profile,
-                "precision": record.precision,
-                "dataset": record.dataset,
-                "metric": name,
-                "value": value,
-                "fp32_run": base.id if base else None,
-                "delta_vs_fp32": value - base_value
-                if value is not None and base_value is not None
-                else None,
-                "published": published.value if published else None,
-                "delta_vs_published": value - published.value
-                if published and published.value is not None and value is not None
-                else None,
-                "samples_per_s": speed,
-                "latency_p99_ms": result.latency.p99_ms if result.latency else None,
-                "speedup_vs_fp32": speed / base_speed if speed and base_speed else None,
-                "percent_of_peak": result.throughput.percent_of_peak if result.throughput else None,
-                "calibration_sha256": calibration.sha256 if calibration else None,
-            }
-        )
-    return rows
-
-
-def grid_rows(records: Sequence[RunRecord]) -> list[dict]:
-    rows = []
-    for record in records:
-        for cell in record.run_result.benchmark_cells:
-            latency = cell.latency or Latency()
-            rows.append(
-                {
-                    "run": record.id,
-                    "precision": record.precision,
-                    "batch_size": cell.batch_size,
-                    "seq_len": cell.seq_len,
-                    "samples_per_s": cell.samples_per_s,
-                    "spread_pct": cell.spread_pct,
-                    "latency_p50_ms": latency.p50_ms,
-                    "latency_p99_ms": latency.p99_ms,
-                    "percent_of_peak": cell.percent_of_peak,
-                }
-            )
-    return rows
-
-
-def environments(records: Sequence[RunRecord]) -> dict[str, Any]:
-    out = {}
-    for record in records:
-        result = record.run_result
-        calibration = result.quantization.calibration if result.quantization else None
-        out[record.id] = {
-            "environment": result.environment,
-            "runtime": result.runtime,
-            "runtime_settings": result.runtime_settings,
-            "profile": record.profile,
-            "data_hash": result.data_hash,
-            "calibration": calibration.to_dict() if calibration else None,
-            "config": record.config,
-        }
-    return out
-
-
-def _fmt(value: Any) -> str:
-    if value is None:
+def _fmt(value: Any, column: str = "") -> str:
+    """A cell as text: plain values, a sign only on deltas (issue 15: "+0.8917" read as
+    a change when it was an accuracy)."""
+    if value is None or value == "":
         return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
     if isinstance(value, float):
-        return f"{value:+.4f}" if abs(value) < 1 and value != 0 else f"{value:.4g}"
+        if "delta" in column:
+            return f"{value:+.4f}"
+        if abs(value) <= 1:
+            return f"{value:.4f}"
+        return f"{value:.2f}"
+    if isinstance(value, int):
+        return f"{value:,}" if column not in ("batch_size", "seq_len") else str(value)
     return str(value)
 
 
@@ -124,15 +63,52 @@ COMPARE_COLUMNS = (
     "model",
     "profile",
     "precision",
+    "dataset",
     "metric",
     "value",
+    "interval",
+    "evaluation",
     "delta_vs_fp32",
+    "paired_interval",
     "published",
+    "published_on",
     "delta_vs_published",
     "samples_per_s",
     "latency_p99_ms",
     "speedup_vs_fp32",
 )
+TYPE_COLUMNS = (
+    "run",
+    "dataset",
+    "type",
+    "precision",
+    "precision_interval",
+    "recall",
+    "recall_interval",
+    "f1",
+    "f1_interval",
+    "support",
+)
+ENVIRONMENT_COLUMNS = (
+    "run",
+    "runtime",
+    "settings",
+    "cpu",
+    "cores",
+    "python",
+    "packages",
+    "data_hash",
+    "calibration",
+)
+
+
+def _columns(rows: Sequence[dict], columns: Sequence[str]) -> list[str]:
+    """``columns`` that some row has (the per-language table's published columns vary)."""
+    present = [c for c in columns if any(c in row for row in rows)]
+    extra = [k for row in rows for k in row if k not in present]
+    return present + list(dict.fromkeys(extra))
+
+
 GRID_COLUMNS = (
     "run",
     "precision",
@@ -149,45 +125,47 @@ GRID_COLUMNS = (
 def _md_table(rows: Sequence[dict], columns: Sequence[str]) -> str:
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for row in rows:
-        cells = []
-        for col in columns:
-            value = row.get(col)
-            if col in ("value", "published") and isinstance(value, float):
-                cells.append(f"{value:.4f}")
-            elif isinstance(value, float):
-                cells.append(f"{value:.2f}" if "delta" not in col else f"{value:+.4f}")
-            else:
-                cells.append("—" if value is None else str(value))
+        cells = [_fmt(row.get(col), col).replace("|", "\\|") for col in columns]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def render_md(compare: list[dict], grid: list[dict], env: dict) -> str:
+def _sections(breakdown: dict[str, list[dict]]) -> list[tuple[str, list[dict], list[str]]]:
+    """The breakdown tables a report has: (title, rows, columns)."""
+    out = []
+    if breakdown.get("per_type"):
+        out.append(("Per entity type", breakdown["per_type"], list(TYPE_COLUMNS)))
+    if breakdown.get("per_language"):
+        rows = breakdown["per_language"]
+        out.append(("Per language", rows, _columns(rows, ("run", "dataset", "language"))))
+    return out
+
+
+def render_md(
+    compare: list[dict], grid: list[dict], env: dict, breakdown: dict[str, list[dict]] | None = None
+) -> str:
     parts = ["# Kiln report", "", "## Accuracy and speed", "", _md_table(compare, COMPARE_COLUMNS)]
+    for title, rows, columns in _sections(breakdown or {}):
+        parts += ["", f"## {title}", "", _md_table(rows, columns)]
     if grid:
         parts += ["", "## Batch x sequence length", "", _md_table(grid, GRID_COLUMNS)]
-    parts += ["", "## Environment", ""]
-    for run_id, info in env.items():
-        e = info.get("environment") or {}
-        cpu = e.get("cpu") or {}
-        pkgs = ", ".join(f"{k} {v}" for k, v in (e.get("packages") or {}).items() if v)
-        calib = (info.get("calibration") or {}).get("sha256")
-        parts.append(
-            f"- **{run_id}**: {info.get('runtime')} {info.get('runtime_settings')}; "
-            f"CPU {cpu.get('model')} ({cpu.get('usable_cores')} cores, "
-            f"{', '.join(cpu.get('flags') or [])}); Python {e.get('python')}; {pkgs}; "
-            f"data {str(info.get('data_hash'))[:16]}; calibration "
-            f"{calib[:16] if calib else '—'}"
-        )
+    parts += ["", "## Environment", "", _md_table(environment_rows(env), ENVIRONMENT_COLUMNS)]
     return "\n".join(parts) + "\n"
 
 
-def render_csv(compare: list[dict], grid: list[dict]) -> str:
+def render_csv(
+    compare: list[dict], grid: list[dict], breakdown: dict[str, list[dict]] | None = None
+) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(["table", *COMPARE_COLUMNS])
     for row in compare:
         writer.writerow(["comparison", *(row.get(c) for c in COMPARE_COLUMNS)])
+    for title, rows, columns in _sections(breakdown or {}):
+        name = title.lower().replace(" ", "_")
+        writer.writerow(["table", *columns])
+        for row in rows:
+            writer.writerow([name, *(row.get(c) for c in columns)])
     if grid:
         writer.writerow(["table", *GRID_COLUMNS])
         for row in grid:
@@ -225,13 +203,15 @@ def _svg_bars(rows: Sequence[dict], key: str, label: str) -> str:
 def _html_table(rows: Sequence[dict], columns: Sequence[str]) -> str:
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
     body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(_fmt(row.get(c)))}</td>" for c in columns) + "</tr>"
+        "<tr>" + "".join(f"<td>{html.escape(_fmt(row.get(c), c))}</td>" for c in columns) + "</tr>"
         for row in rows
     )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def render_html(compare: list[dict], grid: list[dict], env: dict) -> str:
+def render_html(
+    compare: list[dict], grid: list[dict], env: dict, breakdown: dict[str, list[dict]] | None = None
+) -> str:
     style = (
         "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
         "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"
@@ -245,6 +225,8 @@ def render_html(compare: list[dict], grid: list[dict], env: dict) -> str:
         _svg_bars(compare, "samples_per_s", "samples/s"),
         _svg_bars([r for r in compare if r.get("value") is not None], "value", "task metric"),
     ]
+    for title, rows, columns in _sections(breakdown or {}):
+        parts += [f"<h2>{html.escape(title)}</h2>", _html_table(rows, columns)]
     if grid:
         parts += [
             "<h2>Batch x sequence length</h2>",
@@ -257,7 +239,7 @@ def render_html(compare: list[dict], grid: list[dict], env: dict) -> str:
         ]
     parts += [
         "<h2>Environment</h2>",
-        f"<pre>{html.escape(json.dumps(env, indent=2, default=str))}</pre>",
+        _html_table(environment_rows(env), ENVIRONMENT_COLUMNS),
         "</body></html>",
     ]
     return "\n".join(parts)
@@ -272,16 +254,19 @@ def write_report(
     compare = comparison_rows(records, history)
     grid = grid_rows(records)
     env = environments(records)
+    breakdown = breakdown_rows(records)
     if fmt == "md":
-        text = render_md(compare, grid, env)
+        text = render_md(compare, grid, env, breakdown)
     elif fmt == "csv":
-        text = render_csv(compare, grid)
+        text = render_csv(compare, grid, breakdown)
     elif fmt == "json":
         text = json.dumps(
-            {"comparison": compare, "grid": grid, "environment": env}, indent=2, default=str
+            {"comparison": compare, "grid": grid, "environment": env} | breakdown,
+            indent=2,
+            default=str,
         )
     else:
-        text = render_html(compare, grid, env)
+        text = render_html(compare, grid, env, breakdown)
     path = (out_dir / f"report.{fmt}").resolve()
     tmp = path.with_suffix(path.suffix + ".tmp")
     try:

@@ -13,20 +13,35 @@ from kiln_lab.core.report import comparison_rows, write_report
 from kiln_lab.core.store import RunStore
 
 
-def _run(store: RunStore, precision: str, metric: float, speed: float, cells=()) -> str:
+def _run(
+    store: RunStore,
+    precision: str,
+    metric: float,
+    speed: float,
+    cells=(),
+    *,
+    dataset: str = "d",
+    limit: int | None = None,
+    extra: dict | None = None,
+) -> str:
     run_id = store.create_run(
         {
             "model": "m",
             "profile": "cpu-onnxruntime",
             "precision": precision,
-            "dataset_label": "d:test",
+            "dataset_label": f"{dataset}:test",
+            "limit": limit,
         }
     )
     result = {
-        "metrics": {"entity_f1": metric},
+        "metrics": {"entity_f1": metric, "complete": True} | (extra or {}),
         "throughput": {"samples_per_s": speed},
         "latency": {"p99_ms": 10.0},
-        "reference": [{"metric": "entity_f1", "value": 0.9, "precision": "fp32"}],
+        "dataset": dataset,
+        "split": "test",
+        "reference": [
+            {"metric": "entity_f1", "value": 0.9, "precision": "fp32", "dataset": "d:test"}
+        ],
         "quantization": {"calibration": {"sha256": "ab" * 32}} if precision == "int8" else {},
         "environment": {"python": "3.11", "cpu": {"model": "test cpu"}, "packages": {}},
         "benchmark": {
@@ -53,6 +68,39 @@ def two_runs(tmp_path: Path) -> tuple[RunStore, str, str]:
     fp32 = _run(store, "fp32", 0.95, 100.0)
     int8 = _run(store, "int8", 0.94, 250.0, cells=[(1, 32), (8, 64)])
     return store, fp32, int8
+
+
+def test_honest_labels_and_plain_values(tmp_path: Path) -> None:
+    """Issue 15 items 4 and 8: the card delta only on the card figure's own data, in full;
+    every row names its dataset; values unsigned, deltas signed; intervals; environment
+    as a table; per-type rows."""
+    store = RunStore(tmp_path / "runs.sqlite")
+    per_type = {"PER": {"precision": 0.8, "recall": 0.7, "f1": 0.75, "support": 40}}
+    spreads = {
+        "entity_f1": {"low": 0.91, "high": 0.95, "method": "bootstrap"},
+        "per_type": {"PER": {"f1": {"low": 0.6, "high": 0.85}}},
+    }
+    full = _run(store, "fp32", 0.93, 100.0, extra={"per_type": per_type, "intervals": spreads})
+    other = _run(store, "fp32", 0.93, 100.0, dataset="mine.bio")
+    limited = _run(store, "fp32", 0.93, 100.0, limit=50)
+    stopped = _run(store, "fp32", 0.93, 100.0, extra={"complete": False, "early_stop": {"a": 1}})
+    rows = {
+        r["run"]: r
+        for r in comparison_rows(
+            [store.run(i) for i in (full, other, limited, stopped)], store.runs()
+        )
+    }
+    assert rows[full]["delta_vs_published"] == pytest.approx(0.03)
+    assert rows[full]["evaluation"] == "final" and rows[full]["interval"] == "[0.9100, 0.9500]"
+    assert rows[other]["delta_vs_published"] is None and rows[other]["dataset"] == "mine.bio/test"
+    assert rows[limited]["evaluation"] == "limited" and rows[limited]["delta_vs_published"] is None
+    assert rows[stopped]["evaluation"] == "stopped" and rows[stopped]["delta_vs_published"] is None
+    text = write_report([store.run(full)], store.runs(), "md", tmp_path / "out").read_text()
+    assert "+0.9300" not in text and "| 0.9300 |" in text
+    assert "| dataset |" in text and "| d/test |" in text
+    assert "## Per entity type" in text and "[0.6000, 0.8500]" in text
+    assert "| run | runtime | settings | cpu |" in text and "test cpu" in text
+    assert "{'" not in text  # no raw dict dumps
 
 
 def test_deltas_and_speedup(two_runs: tuple[RunStore, str, str]) -> None:
