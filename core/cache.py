@@ -88,3 +88,159 @@ def clear(*, older_than_days: float | None = None) -> tuple[int, int]:
         count += 1
         freed += entry.size
     return count, freed
+
+
+# -- which runs use which entry, and keeping the cache under its limit ---------------------
+TEMPORARY_GRACE_S = 3600.0
+"""A build's temporary directory younger than this may belong to a run building it now."""
+
+
+@dataclass(frozen=True)
+class EntryUse:
+    """A run that recorded an artifact inside a cache entry."""
+
+    run_id: str
+    model: str
+    precision: str
+    profile: str
+    status: str
+    created: float
+    active: bool
+    """The run has not finished and its worker is alive (or not started yet)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "model": self.model,
+            "precision": self.precision,
+            "profile": self.profile,
+            "status": self.status,
+            "active": self.active,
+        }
+
+
+def entry_key(path: str | Path, root: Path | None = None) -> str | None:
+    """The cache entry a file lies in (its directory's name), or None outside the cache."""
+    root = (root or cache_dir("artifacts")).resolve()
+    try:
+        relative = Path(path).resolve().relative_to(root)
+    except (ValueError, OSError):
+        return None
+    return relative.parts[0] if len(relative.parts) > 1 else None
+
+
+def uses(store: Any) -> dict[str, list[EntryUse]]:
+    """Cache key -> the runs whose recorded artifacts lie in that entry, newest first."""
+    from kiln_lab.core.store import pid_alive
+
+    root = cache_dir("artifacts").resolve()
+    found: dict[str, list[EntryUse]] = {}
+    for record in store.runs():
+        active = not record.finished and (record.pid is None or pid_alive(record.pid))
+        use = EntryUse(
+            record.id,
+            record.model,
+            record.precision,
+            record.profile,
+            record.status,
+            record.created,
+            active,
+        )
+        keys = {entry_key(a["path"], root) for a in store.artifacts(record.id)}
+        for key in keys - {None}:
+            found.setdefault(str(key), []).append(use)
+    return found
+
+
+def active_since(store: Any) -> float | None:
+    """When the oldest run still going started (None if none is)."""
+    from kiln_lab.core.store import pid_alive
+
+    starts = [
+        r.created for r in store.runs() if not r.finished and (r.pid is None or pid_alive(r.pid))
+    ]
+    return min(starts) if starts else None
+
+
+@dataclass(frozen=True)
+class Pruned:
+    """What ``prune`` did: entries removed, entries it had to keep, sizes before and after."""
+
+    removed: tuple[CacheEntry, ...]
+    kept_in_use: tuple[CacheEntry, ...]
+    before: int
+    after: int
+    limit: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "removed": [e.key for e in self.removed],
+            "freed_bytes": self.before - self.after,
+            "kept_in_use": [e.key for e in self.kept_in_use],
+            "size_before": self.before,
+            "size_after": self.after,
+            "limit": self.limit,
+        }
+
+
+def prune(limit: int, store: Any, *, now: float | None = None) -> Pruned:
+    """Remove the least recently used entries until the cache holds at most ``limit``
+    bytes, never one a running run uses.
+
+    In use: an entry a run that is still going recorded an artifact in, and, while any
+    run is going, every entry written or reused since it started (a run reuses or
+    builds an entry a moment before it records it). Leftover temporary directories and
+    incomplete entries go first; then complete ones, least recently used first (last
+    written, reused, or recorded by a run).
+    """
+    now = time.time() if now is None else now
+    items = entries()
+    used = uses(store)
+    since = active_since(store)
+    before = total = sum(e.size for e in items)
+
+    def in_use(entry: CacheEntry) -> bool:
+        if entry.kind == "temporary":
+            return now - entry.modified < TEMPORARY_GRACE_S
+        if any(u.active for u in used.get(entry.key, ())):
+            return True
+        return since is not None and entry.modified >= since
+
+    def last_used(entry: CacheEntry) -> float:
+        return max([entry.modified, *(u.created for u in used.get(entry.key, ()))])
+
+    order = sorted(items, key=lambda e: (e.complete, last_used(e)))
+    removed, kept = [], []
+    for entry in order:
+        leftover = entry.kind == "temporary" and not in_use(entry)
+        if not leftover and total <= limit:
+            continue  # under the limit: only leftovers go
+        if in_use(entry):
+            kept.append(entry)
+            continue
+        shutil.rmtree(entry.path, ignore_errors=True)
+        removed.append(entry)
+        total -= entry.size
+    return Pruned(tuple(removed), tuple(kept), before, total, limit)
+
+
+def size_warning(limit: int | None = None) -> str | None:
+    """A sentence for the app when the cache is over its limit; None when it is not (or
+    when the cache or the settings cannot be read: a warning must never stop the app)."""
+    from kiln_lab.core.errors import KilnError
+    from kiln_lab.core.settings import cache_max_bytes
+
+    try:
+        limit = cache_max_bytes() if limit is None else limit
+        items = entries()
+    except (KilnError, OSError):
+        return None
+    total = sum(e.size for e in items)
+    if total <= limit:
+        return None
+    return (
+        f"The artifact cache holds {total / 1e9:.2f} GB in {len(items)} entries, over its "
+        f"{limit / 1e9:.2f} GB limit: `kiln cache prune` removes the least recently used "
+        "(never one a running run uses); the limit is cache_max_size in KILN_HOME/config.yaml "
+        "or KILN_CACHE_MAX_SIZE"
+    )

@@ -150,6 +150,8 @@ def build_entry(
     meta = reuse_entry(target, needs=needs, model_file=model_file)
     if meta is not None:
         log.info("reusing cached %s %s", what, path)
+        with contextlib.suppress(OSError):  # a read-only cache is still usable
+            os.utime(target / "meta.json")  # last used: `kiln cache prune` keeps it longer
         return path, meta, True
     work = new_workdir(f".{key[:8]}-", what)
     try:

@@ -150,6 +150,10 @@ class KilnApp(App[int]):
             self.call_from_thread(self.show_error, exc.to_dict())
             return
         self.call_from_thread(self._store_opened, attach, records, going)
+        from kiln_lab.core.cache import size_warning
+
+        if (warning := size_warning()) is not None:  # over the limit: say how to trim it
+            self.call_from_thread(self.notify, warning, severity="warning", timeout=20)
 
     def _store_opened(self, attach: str | None, records: list[Any], going: list[Any]) -> None:
         main = self.main_screen

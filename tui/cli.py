@@ -15,8 +15,13 @@ from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from kiln_lab.core.errors import Cancelled, KilnError
-from kiln_lab.tui.commands.catalogue import (
+from kiln_lab.tui.commands.artifacts import (
+    add_cache_options,
+    add_export_options,
     cmd_cache,
+    cmd_export,
+)
+from kiln_lab.tui.commands.catalogue import (
     cmd_datasets,
     cmd_doctor,
     cmd_models,
@@ -124,15 +129,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", default="kiln-report", help="output directory (default kiln-report)")
     p.add_argument("--json", action="store_true", help="print the written paths as JSON")
-    p = add("cache", cmd_cache, "list or clear cached exports, fused graphs and int8 models")
-    p.add_argument("action", nargs="?", choices=("ls", "clear"), default="ls")
-    p.add_argument(
-        "--older-than",
-        type=float,
-        metavar="DAYS",
-        help="with clear: only entries older than DAYS (incomplete ones always)",
+    add_cache_options(
+        add(
+            "cache",
+            cmd_cache,
+            "cached exports, fused graphs and int8 models: ls (with the runs that use each), "
+            "prune (to a size limit), clear",
+        )
     )
-    p.add_argument("--json", action="store_true")
+    add_export_options(
+        add("export", cmd_export, "copy a run's built artifacts to a directory, with a manifest")
+    )
     p = add("app", cmd_app, "open the terminal app")
     p.add_argument("--attach", metavar="RUN_ID", help="open this run live (full id or prefix)")
     from kiln_lab.tui.commands.finetune import add_finetune_parser

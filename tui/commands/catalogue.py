@@ -1,5 +1,5 @@
-"""``kiln models``, ``datasets``, ``profiles``, ``doctor`` and ``cache``: what this
-Kiln can run, on what, and what it has kept."""
+"""``kiln models``, ``datasets``, ``profiles`` and ``doctor``: what this Kiln can run,
+and on what (``kiln cache`` is in :mod:`.artifacts`)."""
 
 from __future__ import annotations
 
@@ -187,40 +187,4 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     from kiln_lab.tui.doctor_view import doctor_view
 
     out.print(doctor_view(report))
-    return 0
-
-
-def cmd_cache(args: argparse.Namespace) -> int:
-    from rich.table import Table
-
-    from kiln_lab.core import cache
-    from kiln_lab.tui.render import when
-
-    if args.action == "clear":
-        count, freed = cache.clear(older_than_days=args.older_than)
-        if args.json:
-            print_json({"removed": count, "freed_bytes": freed})
-        else:
-            out.print(
-                f"removed {count} cache entr{'y' if count == 1 else 'ies'}, "
-                f"{freed / 1e6:.1f} MB freed"
-            )
-        return 0
-    items = cache.entries()
-    if args.json:
-        print_json([e.to_dict() for e in items])
-        return 0
-    table = Table(title="Artifact cache", header_style="bold")
-    for col in ("key", "kind", "size", "modified", "state"):
-        table.add_column(col)
-    for e in items:
-        table.add_row(
-            e.key,
-            e.kind,
-            f"{e.size / 1e6:.1f} MB",
-            when(e.modified),
-            "[green]complete[/]" if e.complete else "[yellow]incomplete[/]",
-        )
-    out.print(table)
-    err.print(f"{len(items)} entries, {sum(e.size for e in items) / 1e6:.1f} MB")
     return 0
