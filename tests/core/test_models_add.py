@@ -213,3 +213,29 @@ def test_added_model_runs_by_name_and_by_directory(
         assert result["status"] == "succeeded" and result["parity"]["status"] == "pass"
         assert result["metrics"]["entity_f1" if kind == "ner" else "accuracy"] is not None
         assert Path(result["dataset"]).name == data or result["dataset"] == data
+
+
+def test_at_a_terminal_what_the_directory_does_not_say_is_asked(
+    saved_models: dict[str, Path], kiln_home: Path, tmp_path: Path
+) -> None:
+    silent = _edit_config(saved_models["senti"], tmp_path, architectures=None)
+    terminal, its_end = os.openpty()  # stdin is a terminal: a person can be asked
+    env = {**os.environ, "KILN_HOME": str(kiln_home), "NO_COLOR": "1"}
+    argv = ["models", "add", str(silent), "--name", "asked", "--no-check"]
+    with subprocess.Popen(
+        [sys.executable, "-m", "kiln_lab.tui.cli", *argv],
+        stdin=its_end,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    ) as proc:
+        os.write(terminal, b"sentence-pair-classification\n")
+        stdout, stderr = proc.communicate(timeout=120)
+    os.close(terminal)
+    os.close(its_end)
+    assert proc.returncode == 0, stderr
+    assert "config.json names no architecture" in stderr and "What does the model do?" in stderr
+    card = get_card(str(kiln_home / "cards" / "asked.yaml"))
+    assert card.task == "sentence-pair-classification"
+    assert "not checked (--no-check)" in stdout
