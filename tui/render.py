@@ -9,6 +9,13 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from kiln_lab.core.breakdown import (
+    figure_text,
+    interval_text,
+    paired_note,
+    per_language_rows,
+    stop_note,
+)
 from kiln_lab.core.result import Latency, RunResult, Throughput
 from kiln_lab.tui.format import STATUS_STYLE, headline
 
@@ -77,9 +84,15 @@ def result_table(result: RunResult) -> Table:
             "accuracy",
             "macro_f1",
         ):
-            value = metrics.value(key)
-            if value is not None:
-                table.add_row(key.replace("_", " "), fmt(value))
+            text = figure_text(metrics, key)
+            if text is not None:
+                table.add_row(key.replace("_", " "), text)
+        for label, note in (
+            ("evaluation", stop_note(metrics)),
+            ("vs fp32", paired_note(metrics, result.precision)),
+        ):
+            if note:
+                table.add_row(label, note)
     elif result.perf_only:
         table.add_row("accuracy", Text("unavailable: performance-only (random weights)", "yellow"))
     thr, lat = result.throughput or Throughput(), result.latency or Latency()
@@ -138,6 +151,7 @@ def result_table(result: RunResult) -> Table:
         )
     for ref in result.references:
         shown = f"{ref.value:.4f} ({ref.precision}, {ref.runtime or 'published'})"
+        shown += f" on {ref.dataset or 'its source’s own data'}"
         if ref.delta is not None:
             shown += f" · measured {ref.measured:.4f} · Δ {ref.delta:+.4f}"
         table.add_row(f"ref {ref.metric}", shown)
@@ -176,6 +190,10 @@ def per_type_table(result: RunResult) -> Table | None:
     if not scores:
         return None
     rows = {name: score.to_dict() for name, score in scores.items()}
+    spreads = (metrics.intervals or {}).get("per_type") or {}
+    for name, row in rows.items():
+        if isinstance(spreads.get(name), dict) and spreads[name].get("f1"):
+            row["f1_interval"] = interval_text(spreads[name]["f1"])
     keys = [k for k in SCORE_COLUMNS if any(k in row for row in rows.values())]
     keys += list(dict.fromkeys(k for row in rows.values() for k in row if k not in keys))
     what = "entity type" if metrics.per_type else "class"
@@ -185,6 +203,25 @@ def per_type_table(result: RunResult) -> Table | None:
         table.add_column(key.replace("_", " "), justify="right")
     for name, row in rows.items():
         table.add_row(name, *(_cell(row.get(key)) for key in keys))
+    return table
+
+
+def per_language_table(result: RunResult) -> Table | None:
+    """Accuracy per language with its interval, beside the card's published per-language
+    figures (the XNLI table of the seed recipe); deltas only on the figures' own data."""
+    if result.metrics is None or not result.metrics.per_language:
+        return None
+    figure = result.published("accuracy")
+    comparable = bool(figure and figure.applies_to(result.dataset, result.split))
+    rows = per_language_rows(result.metrics, result.references, comparable=comparable)
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    table = Table(title="Per language", header_style="bold", expand=False)
+    for column in columns:
+        table.add_column(
+            column.replace("_", " "), justify="left" if column == "language" else "right"
+        )
+    for row in rows:
+        table.add_row(*(_cell(row.get(column)) for column in columns))
     return table
 
 
@@ -223,7 +260,12 @@ def grid_table(result: RunResult) -> Table | None:
 def result_view(result: RunResult) -> RenderableType:
     """Everything a finished run has to show on the command line: the summary, the
     per-type scores and the benchmark grid (each only where the result holds it)."""
-    parts = [result_table(result), per_type_table(result), grid_table(result)]
+    parts = [
+        result_table(result),
+        per_type_table(result),
+        per_language_table(result),
+        grid_table(result),
+    ]
     return Group(*(part for part in parts if part is not None))
 
 
