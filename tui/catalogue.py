@@ -59,6 +59,8 @@ class Catalogue:
     models: tuple[ModelEntry, ...] = ()
     profiles: tuple[ProfileEntry, ...] = ()
     datasets: tuple[tuple[str, str], ...] = ()
+    dataset_tasks: tuple[tuple[str, str], ...] = ()
+    """(name, task) of every built-in dataset: the data picker offers a model its task's."""
     problems: tuple[dict[str, Any], ...] = ()
     """KilnErrors met while reading cards or profiles, as dicts (shown, never fatal)."""
 
@@ -67,6 +69,11 @@ class Catalogue:
 
     def profile(self, name: str | None) -> ProfileEntry | None:
         return next((p for p in self.profiles if p.name == name), None)
+
+    def datasets_for(self, task: str | None) -> tuple[tuple[str, str], ...]:
+        """The built-in datasets of ``task`` (every one when the task is unknown)."""
+        tasks = dict(self.dataset_tasks)
+        return tuple(d for d in self.datasets if task is None or tasks.get(d[0], task) == task)
 
 
 @dataclass(frozen=True)
@@ -80,6 +87,10 @@ class Selection:
     batch_size: int | None = None
     seq_len: int | None = None
     limit: int | None = None
+    dataset_file: str | None = None
+    """The operator's own data file (then ``dataset`` is None), chosen in the file picker."""
+    dataset_format: str | None = None
+    """Its format (bio, tsv, xnli), as detected from its content."""
 
     def with_(self, **changes: Any) -> Selection:
         return replace(self, **changes)
@@ -96,7 +107,9 @@ class Selection:
             model=self.model,
             profile=self.profile or DEMO_PROFILE,
             precision=self.precision,
-            dataset=self.dataset,
+            dataset=None if self.dataset_file else self.dataset,
+            dataset_file=self.dataset_file,
+            dataset_format=self.dataset_format if self.dataset_file else None,
             batch_size=self.batch_size,
             seq_len=self.seq_len,
             limit=self.limit,
@@ -115,6 +128,8 @@ def default_selection(catalogue: Catalogue, last_config: dict[str, Any] | None =
                 profile=profile.name,
                 precision=precision if precision in profile.precisions else profile.precisions[0],
                 dataset=last_config.get("dataset"),
+                dataset_file=last_config.get("dataset_file"),
+                dataset_format=last_config.get("dataset_format"),
                 batch_size=last_config.get("batch_size"),
                 seq_len=last_config.get("seq_len"),
                 limit=last_config.get("limit"),
@@ -189,13 +204,16 @@ def load_catalogue(*, check_profiles: bool = True) -> Catalogue:
     except KilnError as exc:
         problems.append(exc.to_dict())
     datasets: tuple[tuple[str, str], ...] = ()
+    dataset_tasks: tuple[tuple[str, str], ...] = ()
     try:
         from kiln_lab.core.data import builtin_datasets
+        from kiln_lab.core.data.builtin import builtin_tasks
 
         datasets = tuple(builtin_datasets().items())
+        dataset_tasks = tuple(builtin_tasks().items())
     except KilnError as exc:
         problems.append(exc.to_dict())
-    return Catalogue(tuple(models), tuple(profiles), datasets, tuple(problems))
+    return Catalogue(tuple(models), tuple(profiles), datasets, dataset_tasks, tuple(problems))
 
 
 def with_availability(catalogue: Catalogue) -> Catalogue:

@@ -39,6 +39,7 @@ def from_json(line: str) -> Catalogue:
             for p in data.get("profiles", ())
         ),
         datasets=tuple(tuple(d) for d in data.get("datasets", ())),  # type: ignore[misc]
+        dataset_tasks=tuple(tuple(d) for d in data.get("dataset_tasks", ())),  # type: ignore[misc]
         problems=tuple(data.get("problems", ())),
     )
 

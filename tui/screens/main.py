@@ -14,13 +14,15 @@ from kiln_lab.tui.messages import RunLaunched, RunLaunchFailed, SelectionChanged
 from kiln_lab.tui.screens.monitor import LOG_BINDINGS, ZOOM_BINDING, MonitorScreen
 from kiln_lab.tui.state import RunView
 from kiln_lab.tui.widgets.run_info import RunInfo
-from kiln_lab.tui.widgets.setup_panel import SetupPanel
+from kiln_lab.tui.widgets.setup_panel import DataFile, SetupPanel, value_of
 
 HELP = """
 The main screen. On the left, choose what to run: a model card (its family and task,
 and whether its weights are here or only a performance-only run is possible), a
-dataset, a hardware profile (unavailable ones say why), a precision the profile
-offers, the batch size, the sequence length and how many test examples to score.
+dataset (the built-in sets of the model's task, or "your file…": a file picker that
+finds the file's format and says whether it fits the model), a hardware profile
+(unavailable ones say why), a precision the profile offers, the batch size, the
+sequence length and how many test examples to score (enter: type any count, or all).
 
 Press r to start. The run executes in its own worker process and writes every event
 to the run store; this screen tails the store. The stage timeline shows each stage
@@ -114,8 +116,41 @@ class MainScreen(MonitorScreen):
             if answer is not None:
                 panel.set_value(picker.key, answer[0])
 
-        current = getattr(panel.selection, picker.key)
+        current = value_of(panel.selection, picker.key)
         self.app.push_screen(ChoiceScreen(picker.label, message.options, current), chosen)
+
+    def on_setup_panel_file_requested(self, message: SetupPanel.FileRequested) -> None:
+        """The file picker, for the model chosen now; a file chosen becomes the data."""
+        from pathlib import Path
+
+        from kiln_lab.tui.screens.data_file import DataFileScreen
+
+        panel = message.panel
+        model = self.catalogue.model(panel.selection.model) if self.catalogue else None
+
+        def chosen(answer: DataFile | None) -> None:
+            if answer is not None:
+                panel.set_value("dataset", answer)
+
+        screen = DataFileScreen(
+            model=model.name if model else None,
+            task=model.task if model else None,
+            start=panel.selection.dataset_file,
+            root=Path.cwd(),
+        )
+        self.app.push_screen(screen, chosen)
+
+    def on_setup_panel_count_requested(self, message: SetupPanel.CountRequested) -> None:
+        """Any count of examples (or all), typed."""
+        from kiln_lab.tui.screens.example_count import ExampleCountScreen
+
+        panel = message.panel
+
+        def chosen(answer: tuple[int | None] | None) -> None:
+            if answer is not None:
+                panel.set_value("limit", answer[0])
+
+        self.app.push_screen(ExampleCountScreen(panel.selection.limit), chosen)
 
     def update_left(self, view: RunView | None) -> None:
         if view is not None:

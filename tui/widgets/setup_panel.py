@@ -4,13 +4,16 @@ One widget draws every picker as a row (a screen of seven dropdowns would cost d
 of widgets and a slower first frame). Keys: up/down choose the row, left/right step
 through its values, enter (or a click) opens the full list with what each choice means.
 Each picker offers only what applies (a profile's precisions, sequence lengths up to
-the card's maximum) and says plainly what a choice implies: a model without weights
-runs performance-only, an unavailable profile shows its reason and fix.
+the card's maximum, the built-in datasets of the model's task) and says plainly what
+a choice implies: a model without weights runs performance-only, an unavailable
+profile shows its reason and fix. The data picker ends with "your file…", which opens
+the file picker; the examples picker opens a box for any count.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from rich.text import Text
@@ -35,6 +38,18 @@ class Choice:
     label: Text
     value: Any
     detail: str = ""
+
+
+@dataclass(frozen=True)
+class DataFile:
+    """The operator's own data file, as a value of the data picker."""
+
+    path: str
+    format: str | None
+
+
+BROWSE = DataFile("", None)
+"""The data picker's last entry: it opens the file picker instead of choosing."""
 
 
 @dataclass(frozen=True)
@@ -72,13 +87,24 @@ def choices(key: str, catalogue: Catalogue, selection: Selection) -> list[Choice
         return out
     if key == "dataset":
         default = model.default_dataset if model else "the card's"
-        described = dict(catalogue.datasets)
         out = [Choice(Text(f"{default} (card)"), None, "the model card's default dataset")]
         out += [
-            Choice(Text(name), name, described.get(name, ""))
-            for name, _ in catalogue.datasets
+            Choice(Text(name), name, description)
+            for name, description in catalogue.datasets_for(model.task if model else None)
             if name != default
         ]
+        if selection.dataset_file:
+            chosen = value_of(selection, "dataset")
+            label = Text(Path(selection.dataset_file).name)
+            label.append(f" ({selection.dataset_format})", style="dim")
+            out.append(Choice(label, chosen, selection.dataset_file))
+        out.append(
+            Choice(
+                Text("your file…", style="italic"),
+                BROWSE,
+                "pick a data file (BIO, TSV or XNLI-style); its format is found from its content",
+            )
+        )
         return out
     if key == "profile":
         out = []
@@ -111,18 +137,36 @@ def choices(key: str, catalogue: Catalogue, selection: Selection) -> list[Choice
             Choice(Text(str(s)), s) for s in SEQ_LENS if s <= longest
         ]
     if key == "limit":
+        counts = sorted({*LIMITS, selection.limit} - {None})
         return [Choice(Text("all (test split)"), None, "score the whole split")] + [
-            Choice(Text(f"first {n:,}"), n, "a quick look") for n in LIMITS
+            Choice(Text(f"first {n:,}"), n, "a quick look" if n in LIMITS else "your count")
+            for n in counts
         ]
     return []
+
+
+def value_of(selection: Selection, key: str) -> Any:
+    """The value picker ``key`` shows for ``selection`` (a :class:`DataFile` for a file)."""
+    if key == "dataset" and selection.dataset_file:
+        return DataFile(selection.dataset_file, selection.dataset_format)
+    return getattr(selection, key)
+
+
+def assign(selection: Selection, key: str, value: Any) -> Selection:
+    """``selection`` with picker ``key`` set to ``value`` (a file clears the dataset)."""
+    if key != "dataset":
+        return selection.with_(**{key: value})
+    if isinstance(value, DataFile):
+        return selection.with_(dataset=None, dataset_file=value.path, dataset_format=value.format)
+    return selection.with_(dataset=value, dataset_file=None, dataset_format=None)
 
 
 def conform(catalogue: Catalogue, selection: Selection) -> Selection:
     """The selection with every value one its picker offers (else the picker's first)."""
     for picker in PICKERS:
         offered = [c.value for c in choices(picker.key, catalogue, selection)]
-        if offered and getattr(selection, picker.key) not in offered:
-            selection = selection.with_(**{picker.key: offered[0]})
+        if offered and value_of(selection, picker.key) not in offered:
+            selection = assign(selection, picker.key, offered[0])
     return selection
 
 
@@ -147,6 +191,20 @@ class SetupPanel(Widget, can_focus=True):
         def __init__(self, panel: SetupPanel, picker: Picker, options: list[Choice]) -> None:
             super().__init__()
             self.panel, self.picker, self.options = panel, picker, options
+
+    class FileRequested(Message):
+        """The operator wants to pick a data file of their own."""
+
+        def __init__(self, panel: SetupPanel) -> None:
+            super().__init__()
+            self.panel = panel
+
+    class CountRequested(Message):
+        """The operator wants to type how many examples to score."""
+
+        def __init__(self, panel: SetupPanel) -> None:
+            super().__init__()
+            self.panel = panel
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -173,10 +231,15 @@ class SetupPanel(Widget, can_focus=True):
         return choices(key, self.catalogue, self.selection)
 
     def set_value(self, key: str, value: Any) -> None:
-        changes: dict[str, Any] = {key: value}
+        if value is BROWSE:
+            self.post_message(self.FileRequested(self))
+            return
+        selection = assign(self.selection, key, value)
         if key == "model" and value != self.selection.model:
-            changes |= {"dataset": None, "seq_len": None}
-        self.apply(self.selection.with_(**changes))
+            selection = selection.with_(
+                dataset=None, dataset_file=None, dataset_format=None, seq_len=None
+            )
+        self.apply(selection)
         self.post_message(SelectionChanged(self.selection))
 
     # -- keys and mouse ---------------------------------------------------------------------
@@ -186,15 +249,18 @@ class SetupPanel(Widget, can_focus=True):
 
     def action_step(self, delta: int) -> None:
         picker = PICKERS[self.row]
-        offered = [c.value for c in self.options(picker.key)]
+        offered = [c.value for c in self.options(picker.key) if c.value is not BROWSE]
         if not offered:
             return
-        current = getattr(self.selection, picker.key)
+        current = value_of(self.selection, picker.key)
         index = offered.index(current) if current in offered else 0
         self.set_value(picker.key, offered[(index + delta) % len(offered)])
 
     def action_open(self) -> None:
         picker = PICKERS[self.row]
+        if picker.key == "limit" and self.catalogue is not None:
+            self.post_message(self.CountRequested(self))
+            return
         options = self.options(picker.key)
         if options:
             self.post_message(self.ListRequested(self, picker, options))
@@ -226,7 +292,7 @@ class SetupPanel(Widget, can_focus=True):
     def _current_label(self, picker: Picker) -> Text:
         if self.catalogue is None:
             return Text("loading…", style="dim")
-        value = getattr(self.selection, picker.key)
+        value = value_of(self.selection, picker.key)
         for choice in self.options(picker.key):
             if choice.value == value:
                 return choice.label.copy()
