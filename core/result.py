@@ -446,6 +446,7 @@ class BenchmarkGrid(_Part):
         "cells": _many(BenchmarkCell),
         "peaks": _mapping,
         "peak": _mapping,
+        "operators": _mapping,
     }
 
     plan: Mapping[str, Any] | None = None
@@ -454,6 +455,8 @@ class BenchmarkGrid(_Part):
     """Kiln before the per-runtime roofline: fp32 and int8 ONNX Runtime peaks."""
     peak: Mapping[str, Any] | None = None
     """The kernel peak of the build's own runtime and precision (roofline.Peak)."""
+    operators: Mapping[str, Any] | None = None
+    """Time per operator type at the largest cell, from the runtime's own profiler."""
     tool: bool | None = None
     """True when a vendor tool measured the cells."""
 

@@ -118,6 +118,14 @@ def result_table(result: RunResult) -> Table:
         table.add_row("compute", line)
     if thr.load and thr.load.get("busy"):
         table.add_row("machine", f"busy while timed: {thr.load['busy']}")
+    operators = result.benchmark.operators if result.benchmark is not None else None
+    if operators and operators.get("ops"):
+        top = ", ".join(f"{o['op_type']} {o['share']:.0%}" for o in operators["ops"][:6])
+        table.add_row(
+            "time per op",
+            f"{top} (batch {operators.get('batch_size')} x seq {operators.get('seq_len')}, "
+            f"{operators.get('source')})",
+        )
     quant = result.quantization
     if quant is not None and quant.to_dict():
         calib = quant.calibration

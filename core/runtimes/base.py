@@ -112,6 +112,11 @@ class CompiledModel(ABC):
         """Logits for several batches; the same as :meth:`run` on each, by default."""
         return [self.run(batch) for batch in batches]
 
+    def op_breakdown(self, batches: Sequence[Batch]) -> dict[str, Any] | None:
+        """Time per operator type over ``batches`` from the runtime's own profiler, on a
+        separate profiled session (op_profile.py); None where Kiln reads no profiler."""
+        return None
+
     def new_instance(self) -> CompiledModel:
         """Another instance for a multi-instance benchmark; runtimes whose sessions are not
         safe to share return a fresh one, the rest share this one."""
@@ -175,6 +180,12 @@ class FixedShapeModel(CompiledModel):
 
     def close(self) -> None:
         self.inner.close()
+
+    def op_breakdown(self, batches: Sequence[Batch]) -> dict[str, Any] | None:
+        shape = (self.batch_size, self.seq_len)
+        if any(next(iter(b.values())).shape != shape for b in batches):
+            return None  # the compiled shape only: profiling padded chunks would mislead
+        return self.inner.op_breakdown(batches)
 
     def settings(self) -> dict[str, Any]:
         return self.inner.settings() | {"static_shape": [self.batch_size, self.seq_len]}

@@ -94,6 +94,14 @@ class OnnxRuntimeModel(CompiledModel):
         }
         return self.session.run(None, feeds)[0]
 
+    def op_breakdown(self, batches: Sequence[Batch]) -> dict[str, Any] | None:
+        from kiln_lab.core.op_profile import onnxruntime_ops
+
+        if self.providers[0] != "CPUExecutionProvider":
+            return None  # a GPU provider's kernels are timed by its own tools
+        threads = self._options.intra_op_num_threads or None
+        return onnxruntime_ops(self.path, batches, self.input_names, threads)
+
     def new_instance(self) -> CompiledModel:
         # One session per benchmark instance, each with the thread count this one runs.
         return OnnxRuntimeModel(

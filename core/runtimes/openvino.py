@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -66,6 +67,7 @@ class OpenVINOModel(CompiledModel):
             if instances > 1:
                 config["NUM_STREAMS"] = instances
             self.compiled = core.compile_model(model, device, config)
+            self._model, self._config = model, config
         except Exception as exc:  # noqa: BLE001 - OpenVINO raises RuntimeError subclasses
             raise RuntimeFailure(
                 f"OpenVINO could not compile the model: {str(exc).strip().splitlines()[0][:300]}",
@@ -90,6 +92,16 @@ class OpenVINOModel(CompiledModel):
         }
         result = self._request().infer(feeds)
         return np.asarray(result[self.compiled.outputs[0]], dtype=np.float32)
+
+    def op_breakdown(self, batches: Sequence[Batch]) -> dict[str, Any] | None:
+        import openvino as ov
+
+        from kiln_lab.core.op_profile import openvino_ops
+
+        profiled = ov.Core().compile_model(
+            self._model, self._device, {**self._config, "PERF_COUNT": True}
+        )
+        return openvino_ops(profiled, batches, self.input_names)
 
     def settings(self) -> dict[str, Any]:
         def read(name: str) -> Any:

@@ -38,12 +38,19 @@ class Benchmarked:
     cells: list[dict[str, Any]]
     peak: dict[str, Any] | None = None
     tool: bool = False
+    operators: dict[str, Any] | None = None
+    """Time per operator type at the largest cell, from the runtime's profiler."""
     """True where the figures come from the profile's external benchmark tool."""
 
     def to_dict(self) -> dict[str, Any]:
         if self.tool:
             return {"plan": self.plan, "cells": self.cells, "tool": True}
-        return {"plan": self.plan, "cells": self.cells, "peak": self.peak}
+        return {
+            "plan": self.plan,
+            "cells": self.cells,
+            "peak": self.peak,
+            "operators": self.operators,
+        }
 
 
 def run(
@@ -164,8 +171,42 @@ def _in_process(
             ),
         )
         peak_record = peak.to_dict() if peak is not None else None
-        summary |= {"cells": len(cells), "peak": peak_record}
-    return Benchmarked(dict(vars(plan)), cells, peak_record)
+        operators = _operators(compiled.model, cells, loaded.input_names, model_config)
+        summary |= {"cells": len(cells), "peak": peak_record, "operators": operators}
+    return Benchmarked(dict(vars(plan)), cells, peak_record, operators=operators)
+
+
+def _operators(
+    model: CompiledModel, cells: list[dict[str, Any]], input_names: Any, config: Any
+) -> dict[str, Any] | None:
+    """Where the time goes at the grid's last (largest) cell: the runtime profiler's time
+    per operator type over about a second of runs, on a separate profiled session."""
+    from kiln_lab.core.benchmark import synthetic_batch
+
+    if not cells:
+        return None
+    last = cells[-1]
+    p50_s = max((last.get("latency") or {}).get("p50_ms") or 1.0, 1e-3) / 1000.0
+    runs = max(1, min(10, round(1.0 / p50_s)))
+    batch = synthetic_batch(
+        last["batch_size"], last["seq_len"], input_names, int(config.vocab_size)
+    )
+    try:
+        breakdown = model.op_breakdown([batch] * runs)
+    except Exception as exc:  # noqa: BLE001 - a profiler failure must not fail the run
+        log.warning("the runtime's profiler failed, no operator breakdown: %s", exc)
+        return None
+    if breakdown is None:
+        return None
+    breakdown |= {"batch_size": last["batch_size"], "seq_len": last["seq_len"]}
+    top = ", ".join(f"{o['op_type']} {o['share']:.0%}" for o in breakdown["ops"][:5])
+    log.info(
+        "where the time goes at batch %d x seq %d: %s",
+        last["batch_size"],
+        last["seq_len"],
+        top,
+    )
+    return breakdown
 
 
 def _instances(model: CompiledModel) -> Callable[[], CompiledModel]:

@@ -190,3 +190,24 @@ def test_gpu_profiles_run(profile: str, precision: str, tiny_assets: Path, kiln_
     assert result["parity"]["status"] in ("pass", "warn"), result["parity"]
     assert result["throughput"]["samples_per_s"] > 0
     assert "cuda" in str(result["runtime_settings"]).lower() or "CUDA" in result["runtime"]
+
+
+def test_openvino_says_where_the_time_goes(tiny_assets: Path, kiln_home: Path) -> None:
+    """OpenVINO's PERF_COUNT, read into the same shape as ONNX Runtime's profiler."""
+    from kiln_lab.core.benchmark import synthetic_batch
+    from kiln_lab.core.export import export_onnx
+    from kiln_lab.core.models import get_card, load_model
+    from kiln_lab.core.runtimes.openvino import OpenVINOModel
+
+    loaded = load_model(get_card("tiny-ner-bert"))
+    path, _ = export_onnx(
+        loaded.model,
+        input_names=loaded.family.input_names,
+        weights_sha256=loaded.weights_sha256,
+    )
+    model = OpenVINOModel(path, threads=1)
+    batch = synthetic_batch(2, 16, model.input_names, int(loaded.model.config.vocab_size))
+    breakdown = model.op_breakdown([batch, batch])
+    assert breakdown is not None and breakdown["runs"] == 2 and breakdown["total_ms_per_run"] > 0
+    assert any(o["op_type"].startswith("FullyConnected") for o in breakdown["ops"])
+    assert sum(o["share"] for o in breakdown["ops"]) == pytest.approx(1.0)
