@@ -263,6 +263,12 @@ class KilnApp(App[int]):
         if not isinstance(self.screen, RunsScreen):
             self.push_screen(RunsScreen())
 
+    def action_show_matrix(self) -> None:
+        from kiln_lab.tui.screens.matrix import MatrixScreen
+
+        if not isinstance(self.screen, MatrixScreen):
+            self.push_screen(MatrixScreen())
+
     def action_show_welcome(self) -> None:
         from kiln_lab.tui.screens.welcome import WelcomeScreen
 
@@ -289,6 +295,11 @@ class KilnApp(App[int]):
         )
         yield SystemCommand(
             "Runs", "the run history: open, mark and compare runs (h)", self.action_show_runs
+        )
+        yield SystemCommand(
+            "Matrix",
+            "a matrix's cells: accuracy, deltas, speed and host per cell (kiln matrix)",
+            self.action_show_matrix,
         )
         yield SystemCommand(
             "Welcome", "environment check and the built-in demo (w)", self.action_show_welcome

@@ -213,6 +213,12 @@ def _num(value: Any, digits: int = 4, signed: bool = False) -> str:
     return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
 
 
+def _where(row: dict[str, Any]) -> str:
+    """The host, and the Ray node when there is one (several nodes may share a host)."""
+    host = str(row["host"] or "—")
+    return f"{host} node {row['node_id'][:8]}" if row.get("node_id") else host
+
+
 def matrix_table(data: dict[str, Any]) -> Table:
     """The matrix as the seeds print their comparisons: one row per cell."""
     spec = data["spec"]
@@ -246,7 +252,7 @@ def matrix_table(data: dict[str, Any]) -> Table:
             _num(row["delta_vs_published"], signed=True),
             _num(row["samples_per_s"], 1),
             _num(row["latency_p99_ms"], 2),
-            str(row["host"] or "—"),
+            _where(row),
             Text(status, style=style),
         )
     return table
