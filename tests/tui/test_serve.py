@@ -102,3 +102,20 @@ async def test_sessions_are_capped() -> None:
             pytest.fail("the session slot was never freed")
     finally:
         await client.close()
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--port", "0"], "--port must be 1-65535"),
+        (["--max-sessions", "0"], "--max-sessions must be at least 1"),
+        (["--public-url", "lab.example:8421"], "must be an origin"),
+        (["--public-url", "https://lab.example/kiln"], "must be an origin"),
+        (["--host", "0.0.0.0"], "listens on every address"),
+    ],
+)
+def test_serve_refuses_options_it_cannot_honour(args: list[str], says: str, capsys) -> None:
+    from kiln_lab.tui.cli import main
+
+    assert main(["serve", *args]) == 1
+    assert says in capsys.readouterr().err

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+from urllib.parse import urlsplit
 
 from kiln_lab.core.errors import ConfigError, ToolchainMissing
 
@@ -53,10 +54,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if sessions < 1:
         raise ConfigError(f"--max-sessions must be at least 1, got {sessions}")
     public_url = args.public_url
-    if public_url and not public_url.startswith(("http://", "https://")):
+    if public_url:
+        parts = urlsplit(public_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
+            raise ConfigError(
+                f"--public-url must be an origin (scheme://host[:port], no path), got "
+                f"{public_url!r}",
+                hint="give the scheme, host and port browsers use, e.g. https://lab.example:443",
+            )
+    elif args.host in ("0.0.0.0", "::", ""):
         raise ConfigError(
-            f"--public-url must start with http:// or https://, got {public_url!r}",
-            hint="give the scheme, host and port browsers use, e.g. https://lab.example:443",
+            f"--host {args.host or repr('')} listens on every address, so browsers reach it by "
+            "a name this server cannot know, and its Origin check would refuse them",
+            hint="add --public-url http://NAME:PORT (the address browsers open), or bind one "
+            "address with --host",
         )
     serve(ServeOptions(args.host, port, sessions, public_url=public_url))
     return 0
