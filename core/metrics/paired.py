@@ -229,14 +229,21 @@ class BudgetVerdict:
         """One line for the log and the app."""
         spread = f"drop {self.drop_points:.2f} points [{self.drop_low:.2f}, {self.drop_high:.2f}]"
         if self.verdict == "within-noise":
-            return f"{spread}: within sampling noise (not distinguishable from no drop)"
+            out = f"{spread}: within sampling noise (not distinguishable from no drop)"
+            if self.examples_to_decide:
+                out += (
+                    f"; {self.examples} examples cannot tell whether the "
+                    f"{self.budget_points:.2f}-point budget holds, about "
+                    f"{self.examples_to_decide:,} would"
+                )
+            return out
         if self.verdict == "within-budget":
             return f"{spread}: within the {self.budget_points:.2f}-point budget with confidence"
         if self.verdict == "over-budget":
             return f"{spread}: over the {self.budget_points:.2f}-point budget with confidence"
         return (
             f"{spread}: {self.examples} examples cannot tell whether the "
-            f"{self.budget_points:.2f}-point budget holds; about {self.examples_to_decide} would"
+            f"{self.budget_points:.2f}-point budget holds; about {self.examples_to_decide:,} would"
         )
 
 

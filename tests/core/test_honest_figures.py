@@ -1,0 +1,173 @@
+"""Issue 16 end to end on tiny models: the per-language table of a sentence-pair file with
+a language column, intervals in the result, the paired difference of an int8 build, and
+``--until`` stopping early with an interval that holds the full evaluation's figure."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from kiln_lab.core.errors import ConfigError
+from kiln_lab.core.pipeline import run_pipeline
+from kiln_lab.core.runconfig import RunConfig
+from tests.conftest import _card, build_tiny_model
+
+PAIR_LABELS = ["entailment", "neutral", "contradiction"]
+LANGUAGES = ["de", "en", "sw"]
+
+
+@pytest.fixture(scope="module")
+def pair_model(tiny_assets: Path) -> str:
+    """A tiny XLM-R sentence-pair model with a card carrying per-language figures."""
+    name = "tiny-pair-xlmr"
+    build_tiny_model(
+        tiny_assets / "models" / name,
+        family="xlm-roberta",
+        task="sentence-pair-classification",
+        labels=PAIR_LABELS,
+    )
+    card = _card(name, "xlm-roberta", "sentence-pair-classification", PAIR_LABELS, "xnli")
+    card["reference"][0] |= {"runtime": "paper", "per_language": {"de": 0.79, "en": 0.86}}
+    (tiny_assets / "cards" / f"{name}.yaml").write_text(yaml.safe_dump(card, sort_keys=False))
+    return name
+
+
+def _xnli_file(path: Path, rows: int = 90) -> Path:
+    rng = random.Random(3)
+    words = ["haus", "house", "nyumba", "water", "maji", "wasser", "red", "blue", "tree"]
+    lines = ["premise\thypothesis\tlabel\tlanguage"]
+    for i in range(rows):
+        premise = " ".join(rng.choice(words) for _ in range(rng.randint(3, 9)))
+        hypothesis = " ".join(rng.choice(words) for _ in range(rng.randint(2, 6)))
+        lines.append(f"{premise}\t{hypothesis}\t{rng.choice(PAIR_LABELS)}\t{LANGUAGES[i % 3]}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.mark.slow
+def test_a_sentence_pair_file_with_languages_gives_the_language_table(
+    pair_model: str, kiln_home: Path, tmp_path: Path
+) -> None:
+    data = _xnli_file(tmp_path / "pairs.tsv")
+    config = RunConfig(model=pair_model, dataset_file=str(data), dataset_format="xnli")
+    result = run_pipeline(config, "pairs", lambda event: None)
+    metrics = result["metrics"]
+    table = metrics["per_language"]
+    assert sorted(table) == LANGUAGES and sum(row["count"] for row in table.values()) == 90
+    for row in table.values():
+        assert row["interval"]["low"] <= row["accuracy"] <= row["interval"]["high"]
+        assert row["interval"]["method"] == "wilson"
+    overall = metrics["intervals"]["accuracy"]
+    assert overall["low"] <= metrics["accuracy"] <= overall["high"] and metrics["complete"]
+    (figure,) = result["reference"]
+    assert figure["measured_per_language"] == {k: v["accuracy"] for k, v in table.items()}
+    assert figure["per_language"] == {"de": 0.79, "en": 0.86}
+    assert figure["delta"] is None  # the card's figure is from XNLI, not this file
+
+
+@pytest.mark.slow
+def test_int8_carries_the_paired_difference(pair_model: str, kiln_home: Path, tmp_path: Path):
+    data = _xnli_file(tmp_path / "pairs.tsv", rows=60)
+    config = RunConfig(
+        model=pair_model, dataset_file=str(data), dataset_format="xnli", precision="int8"
+    )
+    result = run_pipeline(config, "pairs-int8", lambda event: None)
+    paired = result["metrics"]["paired"]
+    # (a file without a dev split holds a part apart for the guard: examples < 60)
+    assert paired["metric"] == "accuracy" and paired["examples"] == result["examples"]
+    assert paired["interval"]["method"] == "newcombe"
+    assert paired["interval"]["low"] <= paired["difference"] <= paired["interval"]["high"]
+    assert paired["candidate"] == pytest.approx(result["metrics"]["accuracy"])
+    assert paired["budget"]["verdict"] in (
+        "within-noise",
+        "within-budget",
+        "undecided",
+        "over-budget",
+    )
+
+
+@pytest.mark.slow
+def test_until_stops_at_a_shard_boundary_and_holds_the_full_figure(
+    tiny_assets: Path, kiln_home: Path
+) -> None:
+    from kiln_lab.core.encode import SHARD_BATCHES
+
+    full = run_pipeline(
+        RunConfig(model="tiny-ner-bert", limit=1200, batch_size=8), "full", lambda e: None
+    )["metrics"]
+    stopped = run_pipeline(
+        RunConfig(model="tiny-ner-bert", limit=1200, batch_size=8, until=0.25),
+        "until",
+        lambda e: None,
+    )["metrics"]
+    stop = stopped["early_stop"]
+    assert stop["after"] < 1200 and stop["after"] % (8 * SHARD_BATCHES) == 0
+    assert not stopped["complete"] and full["complete"]
+    assert stop["interval"]["high"] - stop["interval"]["low"] <= 0.25
+    assert stop["interval"]["low"] <= full["entity_f1"] <= stop["interval"]["high"]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"confidence": 1.0}, "confidence must be between"),
+        ({"until": 0.0}, "0-1 scale"),
+        ({"until": 0.05, "perf_only": True}, "scores none"),
+        ({"until": 0.05, "order": "sorted"}, "random shards"),
+    ],
+)
+def test_interval_options_are_checked_up_front(options: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        RunConfig(model="m", **options)
+
+
+def test_plan_shards_are_random_and_sorted_inside() -> None:
+    from kiln_lab.core.data import TokenExample
+    from kiln_lab.core.encode import SHARD_BATCHES, plan_batches
+
+    rng = np.random.default_rng(0)
+    examples = [TokenExample(("x",) * int(n), ("O",) * int(n)) for n in rng.integers(1, 60, 300)]
+    plan = plan_batches(examples, 4, "bucket", shards=True)
+    assert sorted(i for batch in plan for i in batch) == list(range(300))
+    shard = [i for batch in plan[:SHARD_BATCHES] for i in batch]
+    lengths = [len(examples[i].tokens) for i in shard]
+    assert lengths == sorted(lengths)  # sorted inside a shard ...
+    assert shard != sorted(range(300), key=lambda i: len(examples[i].tokens))[: len(shard)]
+    assert plan == plan_batches(examples, 4, "bucket", shards=True)  # ... and the same each run
+
+
+def _difference(low: float, high: float, point: float, examples: int = 400):
+    from kiln_lab.core.metrics.intervals import Interval
+    from kiln_lab.core.metrics.paired import PairedDifference
+
+    return PairedDifference(
+        "accuracy", 0.9, 0.9 + point, Interval(low, high, 0.95, "newcombe"), examples
+    )
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "point", "verdict", "chased"),
+    [
+        (-0.004, 0.002, -0.001, "within-budget", False),  # drop [-0.2, 0.4] pts, budget 1
+        (-0.025, 0.003, -0.011, "within-noise", False),  # a 1.1-pt drop that is noise
+        (-0.040, -0.020, -0.030, "over-budget", True),  # confidently worse than 1 pt
+        (-0.030, -0.002, -0.016, "undecided", True),  # real, but straddles the budget
+    ],
+)
+def test_the_guard_chases_only_what_the_paired_interval_shows(
+    low: float, high: float, point: float, verdict: str, chased: bool
+) -> None:
+    from kiln_lab.core.guard import _within
+    from kiln_lab.core.metrics.paired import budget_verdict
+
+    reading = budget_verdict(_difference(low, high, point), 1.0)
+    assert reading.verdict == verdict
+    assert _within(-point * 100, 1.0, reading) is not chased
+    if verdict in ("within-noise", "undecided"):
+        # Too few examples to tell: it says how many would.
+        assert reading.examples_to_decide and reading.examples_to_decide > 400
+        assert f"{reading.examples_to_decide:,}" in reading.sentence()
