@@ -155,3 +155,15 @@ def test_wrap_cuts_fit_the_width_and_lose_nothing() -> None:
             pieces = [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)], strict=True)]
             assert "".join(pieces) == text
             assert all(cell_len(p) <= max(width, 2) for p in pieces), (text, width)
+
+
+async def test_a_pane_too_narrow_for_the_columns_puts_the_text_under_them() -> None:
+    app = LogApp()
+    async with app.run_test(size=(18, 40)) as pilot:
+        panel = app.query_one(LogPanel)
+        panel.add(long_entries(0)[:1])
+        view = panel.log_view
+        await pilot.pause()
+        rows = [strip.text.rstrip() for strip in view.render_lines(view.size.region)]
+        assert rows[0].strip() == "evaluate  !"  # the columns alone on the first row
+        assert LONG.replace(" ", "") in joined_rows(view).replace(" ", "")
