@@ -239,3 +239,21 @@ def test_at_a_terminal_what_the_directory_does_not_say_is_asked(
     card = get_card(str(kiln_home / "cards" / "asked.yaml"))
     assert card.task == "sentence-pair-classification"
     assert "not checked (--no-check)" in stdout
+
+
+def test_model_argument_is_a_card_name_first_and_a_path_when_written_as_one(
+    saved_models: dict[str, Path], kiln_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kiln_lab.tui.commands.run import _model_argument
+
+    shutil.copytree(saved_models["ner"], tmp_path / "zh-ner-tiny")
+    shutil.copytree(saved_models["senti"], tmp_path / "mine")
+    monkeypatch.chdir(tmp_path)
+    assert get_card("zh-ner-tiny").weights.source == "builtin"  # the folder hides no card
+    assert get_card("./zh-ner-tiny").weights.source == "local"
+    assert get_card("mine").weights.path == str(tmp_path / "mine")  # no card named so
+    # The worker (or a resume from elsewhere) gets the directory as an absolute path.
+    assert _model_argument("zh-ner-tiny") == "zh-ner-tiny"
+    assert _model_argument("./zh-ner-tiny") == str(tmp_path / "zh-ner-tiny")
+    assert _model_argument("mine") == str(tmp_path / "mine")
+    assert _model_argument("no-such") == "no-such"

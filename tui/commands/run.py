@@ -19,7 +19,12 @@ from kiln_lab.tui.commands.console import err, out, print_json
 
 
 def add_run_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", "-m", required=True, help="model card name (see `kiln models`)")
+    p.add_argument(
+        "--model",
+        "-m",
+        required=True,
+        help="model card name (see `kiln models`), or a Hugging Face model directory",
+    )
     p.add_argument(
         "--profile",
         "-p",
@@ -202,13 +207,34 @@ def _refuse_ignored_options(args: argparse.Namespace) -> None:
         )
 
 
+def _model_argument(model: str) -> str:
+    """``--model``: a card's name as given; a model directory as an absolute path, so the
+    worker (and a later ``kiln resume`` from elsewhere) reads the same directory."""
+    from pathlib import Path
+
+    from kiln_lab.core.errors import KilnError
+    from kiln_lab.core.models.cards import find_card
+    from kiln_lab.core.models.lookup import looks_like_a_path
+
+    directory = Path(model).expanduser()
+    if not directory.is_dir():
+        return model
+    if not looks_like_a_path(model):
+        try:
+            find_card(model)  # a bare word is a card's name first (as get_card reads it)
+            return model
+        except KilnError:
+            pass
+    return str(directory.resolve())
+
+
 def _config_from_args(args: argparse.Namespace, **overrides: Any) -> Any:
     """The RunConfig for these options; options that would have no effect are refused."""
     from kiln_lab.core.runconfig import RunConfig
 
     _refuse_ignored_options(args)
     values = {
-        "model": args.model,
+        "model": _model_argument(args.model),
         "profile": args.profile,
         "precision": args.precision,
         "dataset": args.dataset,
