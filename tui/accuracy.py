@@ -114,6 +114,9 @@ class AccuracyTable:
     bootstrap or Wilson interval once complete, the split sequence of an early stop."""
     per_label_intervals: tuple[tuple[float, float] | None, ...] = ()
     """The F1 interval of each ``per_label`` row (NER), where the run has them."""
+    per_language: tuple[tuple[str, float, float | None, int, float | None], ...] = ()
+    """Sentence pairs with a language column: (language, accuracy, interval half width,
+    examples, the card's published figure for that language or None)."""
 
 
 def accuracy_table(
@@ -178,6 +181,20 @@ def accuracy_table(
         for name, *_ in per_label
     )
     headline = figures.interval(spec[0][0]) if spec else None
+    published = next(filter(None, map(_per_language_figures, card_refs)), {})
+    languages = tuple(
+        (
+            str(name),
+            float(row.get("accuracy", 0.0)),
+            (float(row["interval"]["high"]) - float(row["interval"]["low"])) / 2
+            if isinstance(row.get("interval"), dict)
+            else None,
+            int(row.get("count", 0)),
+            _num(published.get(name)),
+        )
+        for name, row in sorted((figures.per_language or {}).items())
+        if isinstance(row, dict)
+    )
     scored = live.get("sentences", live.get("count"))
     evaluate = view.stages.get("evaluate")
     return AccuracyTable(
@@ -195,7 +212,13 @@ def accuracy_table(
         confidence=figures.confidence,
         interval_method=str(headline.get("method")) if headline else None,
         per_label_intervals=label_intervals,
+        per_language=languages,
     )
+
+
+def _per_language_figures(ref: Any) -> dict[str, float] | None:
+    """A card figure's per-language breakdown (a card's dict or a result's part)."""
+    return ref.get("per_language") if isinstance(ref, dict) else getattr(ref, "per_language", None)
 
 
 def figure_state(view: RunView, live: dict[str, Any]) -> str:

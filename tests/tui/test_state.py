@@ -159,6 +159,20 @@ def test_only_a_complete_evaluation_is_final(status, config, extra, state) -> No
     assert (table.rows[0].delta is not None) == (state == "final")
 
 
+def test_the_pane_shows_the_language_table_beside_the_card() -> None:
+    from kiln_lab.tui.widgets.accuracy_pane import render_accuracy
+
+    view = RunView("r7")
+    row = {"accuracy": 0.81, "count": 120, "interval": {"low": 0.74, "high": 0.88}}
+    figures = {"accuracy": 0.8, "count": 240, "per_class": {}, "per_language": {"de": row}}
+    view.apply(MetricSampled("evaluate", "accuracy", figures))
+    card = [{"metric": "accuracy", "value": 0.76, "per_language": {"de": 0.781}}]
+    table = accuracy_table(view, card_references=card)
+    assert table.per_language == (("de", 0.81, pytest.approx(0.07), 120, 0.781),)
+    text = render_accuracy(table, 20).plain
+    assert "language" in text and "de" in text and "0.781" in text and "0.070" in text
+
+
 def test_the_pane_shows_the_interval_and_per_type_spreads() -> None:
     from kiln_lab.tui.widgets.accuracy_pane import render_accuracy
 

@@ -92,7 +92,16 @@ def render_accuracy(table: AccuracyTable | None, height: int) -> Text:
             )
         )
     room = height - len(lines) - 1
-    if table.per_label and room >= 2:
+    if table.per_language and room >= 2:
+        # The seed's XNLI table: accuracy per language beside the card's figure.
+        lines.append(Text(f"{'language':<10}{'acc':>7}{'±':>7}{'n':>8}{'card':>8}", style="dim"))
+        for name, accuracy, spread, count, card in table.per_language[: room - 1]:
+            line = Text(f"{name[:10]:<10}{fmt.metric(accuracy, 3):>7}", no_wrap=True)
+            line.append(f"{fmt.metric(spread, 3):>7}{count:>8,}", style="dim")
+            line.append(f"{fmt.metric(card, 3):>8}", style="dim")
+            lines.append(line)
+        room = height - len(lines) - 1
+    if table.per_label and room >= 2 and not table.per_language:
         spreads = table.per_label_intervals
         head = f"{'':<10}{'F1':>7}{'P':>7}{'R':>7}{'n':>8}" + ("  ±F1" if any(spreads) else "")
         lines.append(Text(head, style="dim"))
