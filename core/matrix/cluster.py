@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -49,11 +50,31 @@ def import_ray() -> Any:
     return ray
 
 
+def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Refuse an address nothing answers on in seconds (Ray itself retries for minutes)."""
+    hostport = address.removeprefix("ray://")
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise ClusterError(
+            f"{address!r} is not a cluster address",
+            hint="give HOST:PORT of the Ray head (HOST:6379), or ray://HOST:10001",
+        )
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise ClusterError(
+            f"nothing answers at {address} ({exc.strerror or exc})",
+            hint="start the head with `kiln cluster head` there, or check the address "
+            "and that the lab network lets this host reach that port",
+        ) from None
+
+
 def connect(address: str) -> bool:
     """Connect this process to the cluster at ``address``; True if this call connected."""
     ray = import_ray()
     if ray.is_initialized():
         return False
+    _check_reachable(address)
     try:
         ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError) as exc:

@@ -96,6 +96,7 @@ def ray_start_command(
     object_store_mb: int = DEFAULT_OBJECT_STORE_MB,
     num_cpus: int | None = None,
     node_ip: str | None = None,
+    block: bool = False,
 ) -> list[str]:
     """The argument list that starts this host's Ray node (never run through a shell)."""
     argv = [ray_executable(), "start"]
@@ -111,4 +112,6 @@ def ray_start_command(
         argv.append(f"--num-cpus={num_cpus}")
     if node_ip:
         argv.append(f"--node-ip-address={node_ip}")
+    if block:  # stays in the foreground (a service unit, a terminal): stopping it stops the node
+        argv.append("--block")
     return argv

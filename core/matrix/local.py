@@ -17,7 +17,7 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from kiln_lab.core.matrix.cells import PENDING, RESUMABLE, cell_status, cells_to_run
@@ -39,11 +39,10 @@ def cores_taken(profile_name: str, usable: int) -> int:
     return max(1, min(threads, usable)) if threads else usable
 
 
-def describe_end(record: Any) -> str:
+def describe_end(record: Any, took: float) -> str:
     """``succeeded in 12.3 s`` / ``failed: Parity check failed: ...``, for progress lines."""
-    took = record.updated - record.created
     if record.status == "succeeded":
-        return f"succeeded ({took:.1f} s since the run was created)"
+        return f"succeeded in {took:.1f} s"
     error = record.error or {}
     return f"{record.status}: {error.get('title', '')}: {error.get('message', '')}".rstrip(": ")
 
@@ -52,6 +51,7 @@ def describe_end(record: Any) -> str:
 class _Running:
     cell: CellRecord
     cores: int
+    started: float = field(default_factory=time.monotonic)
 
 
 class LocalDriver:
@@ -99,7 +99,8 @@ class LocalDriver:
             status = cell_status(self.store, cell)
             if status not in (PENDING, "queued", *RESUMABLE):
                 # Still running under a worker an earlier driver started: wait for it.
-                self.running[cell.run_id or ""] = _Running(cell, 0)
+                cores = cores_taken(str(cell.cell["profile"]), self.usable)
+                self.running[cell.run_id or ""] = _Running(cell, cores)
                 self.notify(f"· {cell.label}: still running as {cell.run_id}, following it")
                 continue
             cores = cores_taken(str(cell.cell["profile"]), self.usable)
@@ -139,9 +140,10 @@ class LocalDriver:
             self.store.mark_interrupted_if_dead(run_id)
             record = self.store.run(run_id)
             if record.finished:
-                cell = self.running.pop(run_id).cell
+                done = self.running.pop(run_id)
                 mark = "✓" if record.status == "succeeded" else "✗"
-                self.notify(f"{mark} {cell.label}: {describe_end(record)}")
+                took = time.monotonic() - done.started
+                self.notify(f"{mark} {done.cell.label}: {describe_end(record, took)}")
 
 
 def run_local(

@@ -11,6 +11,7 @@ command finishes the matrix it started (``--new`` starts another);
 from __future__ import annotations
 
 import argparse
+import shlex
 import subprocess
 from typing import Any
 
@@ -96,6 +97,9 @@ def add_matrix_parser(sub: Any) -> None:
     c.add_argument("--object-store-mb", type=int, default=256, help="Ray object store (MB)")
     c.add_argument("--num-cpus", type=int, help="CPUs Ray may schedule here (default: all)")
     c.add_argument("--node-ip", help="this host's address as the other hosts reach it")
+    c.add_argument(
+        "--block", action="store_true", help="stay in the foreground; stopping it stops the node"
+    )
     c.add_argument("--dry-run", action="store_true", help="print the `ray start` line only")
     c.add_argument("--json", action="store_true")
 
@@ -117,6 +121,10 @@ def cmd_matrix(args: argparse.Namespace) -> int:
         if args.action == "show":
             return _print(store, matrix.id, args.json)
         cluster = None if args.local else (args.cluster or matrix.cluster)
+        if cluster:
+            from kiln_lab.core.matrix.cluster import connect
+
+            connect(cluster)
         from kiln_lab.core.matrix.cells import prepare_resume
 
         prepare_resume(store, matrix.id, cluster=cluster)
@@ -149,9 +157,9 @@ def cmd_matrix(args: argparse.Namespace) -> int:
         budget_mode=args.budget_mode,
     )
     if args.cluster:
-        from kiln_lab.core.matrix.cluster import import_ray
+        from kiln_lab.core.matrix.cluster import connect
 
-        import_ray()  # say how to install Ray before planning anything
+        connect(args.cluster)  # no Ray, or no cluster there: said before anything is planned
     with err.status("checking every cell…"):
         matrix_id, resumed = open_matrix(store, spec, cluster=args.cluster, new=args.new)
     cells = store.matrix_cells(matrix_id)
@@ -308,12 +316,13 @@ def cmd_cluster(args: argparse.Namespace) -> int:
         object_store_mb=args.object_store_mb,
         num_cpus=args.num_cpus,
         node_ip=args.node_ip,
+        block=args.block,
     )
     if args.json and args.dry_run:
         print_json({"command": argv, **offer.to_dict()})
         return 0
     err.print("offers: " + (", ".join(offer.profiles) or "no profile"), highlight=False)
-    out.print(" ".join(argv), highlight=False, markup=False)
+    out.print(shlex.join(argv), highlight=False, markup=False)  # quoted, to paste
     if args.dry_run:
         return 0
     from kiln_lab.core.matrix.cluster import import_ray
