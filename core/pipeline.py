@@ -14,6 +14,7 @@ from typing import Any
 from kiln_lab.core.events import RunStarted
 from kiln_lab.core.runconfig import RunConfig
 from kiln_lab.core.stages import (
+    auto,
     benchmark,
     compile,
     evaluate,
@@ -45,7 +46,7 @@ def run_pipeline(
 
     ctx = StageContext(config, run_id, emit, cancelled, checkpoints or Checkpoints())
     emit(RunStarted(config.to_dict(), environment()))
-    resolved = resolve.run(ctx)
+    resolved = resolve.run(ctx, choose=auto.choose)
     loaded = load.run(ctx, resolved)
     graphs = export.run(ctx, resolved, loaded)
     graphs = optimize.run(ctx, resolved, loaded, graphs)

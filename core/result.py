@@ -513,6 +513,8 @@ class RunResult(_Part):
     seq_len: int | None = None
     padding: str | None = None
     examples: int | None = None
+    auto: Mapping[str, Any] | None = None
+    """``--profile/--precision auto``: every build tried, its figures, and why one won."""
     held_apart: Mapping[str, Any] | None = None
     """A user's file with no train/dev split: the part held apart for calibration and the
     int8 guard (never reported on), and why."""

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal, get_args
 
 from kiln_lab.core.errors import ConfigError
 
+AUTO = "auto"
+"""``--profile auto`` / ``--precision auto``: Kiln probes the builds and picks one."""
 PADDINGS = ("bucket", "fixed")
 ORDERS = ("shards", "sorted")
 """Evaluation order: random shards sorted inside (intervals valid mid-run), or the whole
@@ -239,6 +241,17 @@ class RunConfig:
                 "int8 has no calibration pass",
                 hint="use --quantization static, or drop the calibration options",
             )
+
+    @property
+    def is_auto(self) -> bool:
+        """``--profile auto`` or ``--precision auto``: the build is chosen by a probe."""
+        return AUTO in (self.profile, self.precision)
+
+    def stand_in(self) -> RunConfig:
+        """A concrete config for the checks made before an auto run's choice (model, data,
+        shapes): the first candidate's profile, fp32."""
+        profile = "cpu-onnxruntime" if self.profile == AUTO else self.profile
+        return replace(self, profile=profile, precision="fp32")
 
     @property
     def dataset_label(self) -> str:

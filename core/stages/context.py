@@ -59,6 +59,11 @@ class StageContext:
     stage_times: dict[str, float] = field(default_factory=dict)
     stage_load: dict[str, dict[str, Any]] = field(default_factory=dict)
     """The machine's load while each stage ran (machine_load.Load), for its speed figures."""
+    nested: bool = False
+    """A build made inside another stage (``--precision auto``'s probes): its stages keep
+    the outer stage's name on their log lines."""
+    auto: dict[str, Any] | None = None
+    """``--profile/--precision auto``: what was tried and why the build was chosen."""
 
     def skip(self, name: str, reason: str) -> None:
         log.info("%s skipped: %s", name, reason)
@@ -69,7 +74,7 @@ class StageContext:
         """Runs the body as stage ``name``; the yielded dict is its finished summary."""
         if self.cancelled():
             raise Cancelled(f"cancelled before {name}")
-        token = current_stage.set(name)
+        token = current_stage.set(current_stage.get() if self.nested else name)
         self.emit(StageStarted(name, DESCRIPTIONS.get(name, "")))
         start = time.perf_counter()
         meter = LoadMeter()

@@ -61,6 +61,8 @@ def run(
         ]
         if resolved.held is not None:
             result["held_apart"] = resolved.held.describe()
+        if ctx.auto is not None:
+            result["auto"] = ctx.auto
         result |= {
             "run_id": ctx.run_id,
             "model": card.name,

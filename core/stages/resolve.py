@@ -6,13 +6,15 @@ bad input is refused without starting a worker; the stage repeats it as its firs
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from kiln_lab.core.data.holdout import Holdout, hold_apart
-from kiln_lab.core.errors import ConfigError, DataError, LabelMismatch
+from kiln_lab.core.errors import ConfigError, DataError, LabelMismatch, internal_error
 from kiln_lab.core.runconfig import CALIBRATION_ONLY, RunConfig, options_apply
 from kiln_lab.core.runtimes import Runtime, get_runtime
 from kiln_lab.core.stages.context import StageContext
@@ -23,6 +25,8 @@ if TYPE_CHECKING:
     from kiln_lab.core.profiles import Profile
 
 log = logging.getLogger(__name__)
+
+Chooser = Callable[[RunConfig, str, Callable[[], bool]], dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,8 @@ def preflight(cfg: RunConfig, *, on_this_host: bool = True) -> Resolved:
     from kiln_lab.core.models import get_card, locate_weights
     from kiln_lab.core.profiles import get_profile, require_available
 
+    if cfg.is_auto:
+        cfg = cfg.stand_in()  # checks the model and data; the build is chosen later
     card = get_card(cfg.model)
     profile = get_profile(cfg.profile)
     if on_this_host:
@@ -136,9 +142,21 @@ def _needs_data_apart(cfg: RunConfig, profile: Profile, dataset: Dataset) -> boo
     return (static and "train" not in dataset.splits) or (guarded and "dev" not in dataset.splits)
 
 
-def run(ctx: StageContext) -> Resolved:
-    cfg = ctx.config
+def run(ctx: StageContext, choose: Chooser | None = None) -> Resolved:
+    """``choose`` picks the build of an ``auto`` run (stages/auto.py; handed in by the
+    pipeline, because it builds candidates through the stages after this one)."""
     with ctx.stage("resolve") as summary:
+        if ctx.config.is_auto:
+            if choose is None:
+                raise internal_error(RuntimeError("an auto run reached resolve without a chooser"))
+            # The fastest accurate build for this CPU, probed (or cached) before anything
+            # else; the run then goes on as if the operator had named it.
+            ctx.auto = choose(ctx.config, ctx.run_id, ctx.cancelled)
+            ctx.config = dataclasses.replace(
+                ctx.config, profile=ctx.auto["profile"], precision=ctx.auto["precision"]
+            )
+            summary["auto"] = {k: ctx.auto[k] for k in ("profile", "precision", "why", "cached")}
+        cfg = ctx.config
         found = preflight(cfg)
         card, profile, split = found.card, found.profile, found.split
         summary |= {

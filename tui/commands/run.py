@@ -14,7 +14,13 @@ from collections.abc import Callable
 from typing import Any
 
 from kiln_lab.core.result import RunResult
-from kiln_lab.core.runconfig import BUDGET_MODES, CALIBRATION_METHODS, PRECISIONS, QUANTIZATIONS
+from kiln_lab.core.runconfig import (
+    AUTO,
+    BUDGET_MODES,
+    CALIBRATION_METHODS,
+    PRECISIONS,
+    QUANTIZATIONS,
+)
 from kiln_lab.tui.commands.console import err, out, print_json
 
 
@@ -29,13 +35,15 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
         "--profile",
         "-p",
         default="cpu-onnxruntime",
-        help="hardware profile (see `kiln profiles`; default cpu-onnxruntime)",
+        help="hardware profile (see `kiln profiles`; default cpu-onnxruntime); auto: the "
+        "fastest CPU build within the accuracy budget, probed on this machine",
     )
     p.add_argument(
         "--precision",
         default="fp32",
-        choices=PRECISIONS,
-        help="precision to build (default fp32; the profile must offer it)",
+        choices=(*PRECISIONS, AUTO),
+        help="precision to build (default fp32; the profile must offer it); auto: the "
+        "fastest this CPU offers within the accuracy budget, probed on this machine",
     )
     data = p.add_mutually_exclusive_group()
     data.add_argument("--dataset", "-d", help="built-in dataset (default: the card's)")
@@ -180,7 +188,7 @@ def _refuse_ignored_options(args: argparse.Namespace) -> None:
             hint="drop --split, or use --dataset instead of --dataset-file",
         )
     guard_given = [name for name in GUARD_OPTIONS if getattr(args, name) is not None]
-    if guard_given and args.precision != "int8":
+    if guard_given and args.precision not in ("int8", AUTO):
         raise ConfigError(
             f"{options_apply(guard_given)} only to --precision int8, not {args.precision}",
             hint="add --precision int8, or drop the int8 options",
@@ -435,9 +443,10 @@ def _json_result(record: Any) -> dict[str, Any]:
         "model": record.model,
         "dataset": result.dataset if result.dataset is not None else record.dataset,
         "split": result.split,
-        "profile": record.profile,
+        # An auto run's record says "auto"; its result names the build that was chosen.
+        "profile": result.profile or record.profile,
         "runtime": result.runtime,
-        "precision": record.precision,
+        "precision": result.precision or record.precision,
         "perf_only": result.perf_only,
         "examples": result.examples,
         "held_apart": dict(result.held_apart) if result.held_apart is not None else None,
