@@ -316,6 +316,11 @@ class KilnApp(App[int]):
             lambda: self._monitor(screen).action_follow_log(),
         )
         yield SystemCommand(
+            "Log: full width",
+            "the log alone across the screen, and back (z)",
+            lambda: self._monitor(screen).action_zoom_log(),
+        )
+        yield SystemCommand(
             "Log: every stage",
             "show log lines of all stages",
             lambda: self._monitor(screen).set_log_stage(None),
