@@ -164,6 +164,22 @@ def choose(cfg: RunConfig, run_id: str, cancelled: Any) -> dict[str, Any]:
     return decision
 
 
+def build(cfg: RunConfig, run_id: str, cancelled: Any = lambda: False) -> tuple[Any, ...]:
+    """One concrete build through the ordinary stages, quietly (no stage events):
+    ``(resolved, loaded, compiled, parity)``. Also what ``bench/builds.py`` times."""
+    from kiln_lab.core.stages import compile, export, load, optimize, quantize, verify
+    from kiln_lab.core.stages.context import StageContext
+    from kiln_lab.core.stages.resolve import preflight
+
+    ctx = StageContext(cfg, run_id, lambda event: None, cancelled, nested=True)
+    resolved = preflight(cfg)
+    loaded = load.run(ctx, resolved)
+    graphs = optimize.run(ctx, resolved, loaded, export.run(ctx, resolved, loaded))
+    quantized = quantize.run(ctx, resolved, loaded, graphs)
+    compiled = compile.run(ctx, resolved, loaded, quantized.graphs)
+    return resolved, loaded, compiled, verify.run(ctx, resolved, loaded, compiled)
+
+
 def _try(
     cfg: RunConfig,
     run_id: str,
@@ -172,21 +188,11 @@ def _try(
     reference: dict[str, float],
     cancelled: Any,
 ) -> Tried:
-    from kiln_lab.core.stages import compile, export, load, optimize, quantize, verify
-    from kiln_lab.core.stages.context import StageContext
-    from kiln_lab.core.stages.resolve import preflight
-
     started = time.perf_counter()
     tried = Tried(profile, precision)
     sub = dataclasses.replace(cfg, profile=profile, precision=precision)
-    ctx = StageContext(sub, run_id, lambda event: None, cancelled, nested=True)
     try:
-        resolved = preflight(sub)
-        loaded = load.run(ctx, resolved)
-        graphs = optimize.run(ctx, resolved, loaded, export.run(ctx, resolved, loaded))
-        quantized = quantize.run(ctx, resolved, loaded, graphs)
-        compiled = compile.run(ctx, resolved, loaded, quantized.graphs)
-        parity = verify.run(ctx, resolved, loaded, compiled)
+        resolved, loaded, compiled, parity = build(sub, run_id, cancelled)
         tried.parity = parity.status if parity is not None else "reference"
         batches = _probe_batches(sub, resolved, loaded)
         if not sub.perf_only:
