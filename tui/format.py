@@ -91,6 +91,23 @@ def number(value: float | None, digits: int = 1) -> str:
     return f"{value:,.{digits}f}"
 
 
+def run_speed(result: RunResult) -> tuple[str, str]:
+    """A run's samples/s and p99 (ms) for one row of a run list.
+
+    The evaluation's figures; for a benchmark-only run (no evaluation pass), its fastest
+    grid cell's, marked "(grid)" so the two kinds of figure are never read as one.
+    """
+    thr, lat = result.throughput, result.latency
+    if thr is not None and thr.samples_per_s is not None:
+        return number(thr.samples_per_s), number(lat.p99_ms if lat is not None else None)
+    cells = [c for c in result.benchmark_cells if c.samples_per_s is not None]
+    if not cells:
+        return DASH, DASH
+    best = max(cells, key=lambda c: c.samples_per_s or 0.0)
+    p99 = best.latency.p99_ms if best.latency is not None else None
+    return f"{number(best.samples_per_s)} (grid)", number(p99)
+
+
 def megabytes(value: float | None) -> str:
     if value is None:
         return DASH

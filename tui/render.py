@@ -17,7 +17,7 @@ from kiln_lab.core.breakdown import (
     stop_note,
 )
 from kiln_lab.core.result import Latency, RunResult, Throughput
-from kiln_lab.tui.format import STATUS_STYLE, headline
+from kiln_lab.tui.format import STATUS_STYLE, headline, number
 
 
 def fmt(value: Any, digits: int = 4) -> str:
@@ -41,7 +41,7 @@ def size_text(size: int | None) -> str:
 def _best_speed(result: RunResult) -> str:
     """A benchmark-only run's figure for a run list: its fastest grid cell."""
     speeds = [c.samples_per_s for c in result.benchmark_cells if c.samples_per_s]
-    return f"{max(speeds):,.0f}/s best" if speeds else ""
+    return f"{number(max(speeds))} samples/s (grid best)" if speeds else ""
 
 
 def when(ts: float) -> str:

@@ -3,24 +3,27 @@ printed, tables are not cut when piped, and ``--json`` always prints one object.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from rich.console import Console
 
 from kiln_lab.core.result import RunResult
 from kiln_lab.tui.cli import main
-from kiln_lab.tui.render import grid_table, per_type_table, result_view
+from kiln_lab.tui.format import run_speed
+from kiln_lab.tui.render import grid_table, per_type_table, result_view, runs_table
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 
 
 def _text(renderable: object, width: int = 200) -> str:
-    console = Console(width=width, record=True, file=open(os.devnull, "w"), color_system=None)
+    console = Console(width=width, record=True, file=io.StringIO(), color_system=None)
     console.print(renderable)
     return console.export_text()
 
@@ -131,3 +134,25 @@ def test_kiln_bench_prints_the_grid(tiny_assets: Path, kiln_home: Path) -> None:
     rows = [line for line in grid.splitlines() if line.startswith("│")]
     assert [row.split("│")[1].strip() for row in rows] == ["1", "2"]
     assert all(row.count("/s · p99") == 2 for row in rows)
+
+
+def test_a_benchmark_only_run_lists_its_fastest_cell_marked_as_grid() -> None:
+    bench = _result_with_grid().to_dict()
+    bench.pop("throughput", None)
+    bench.pop("latency", None)
+    assert run_speed(RunResult.from_dict(bench)) == ("4,321.0 (grid)", "—")
+    evaluated = _result_with_grid()
+    assert "(grid)" not in run_speed(evaluated)[0]
+    assert run_speed(RunResult.from_dict({"model": "m"})) == ("—", "—")
+
+    record = SimpleNamespace(
+        id="r1",
+        created=0.0,
+        status="succeeded",
+        model="m",
+        profile="p",
+        precision="int8",
+        dataset="d",
+        result={k: v for k, v in bench.items() if k != "metrics"},
+    )
+    assert "4,321.0 samples/s (grid best)" in _text(runs_table([record]), width=300)

@@ -108,6 +108,7 @@ class RunsScreen(Screen[None]):
         table.clear()
         for record in records:
             result = RunResult.from_dict(record.result)
+            samples_per_s, p99 = fmt.run_speed(result)
             table.add_row(
                 Text("●" if record.id in self.marked else " ", style="bold magenta"),
                 record.id,
@@ -115,8 +116,8 @@ class RunsScreen(Screen[None]):
                 record.model,
                 record.precision,
                 fmt.headline(result),
-                fmt.number(result.throughput.samples_per_s if result.throughput else None),
-                fmt.number(result.latency.p99_ms if result.latency else None),
+                samples_per_s,
+                p99,
                 record.profile,
                 result.dataset or record.dataset,
                 dt.datetime.fromtimestamp(record.created).strftime("%m-%d %H:%M"),
