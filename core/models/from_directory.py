@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from kiln_lab.core.errors import ConfigError, ModelLoadError, ModelNotFound
 from kiln_lab.core.models.cards import ModelCard
 from kiln_lab.core.models.families import FAMILIES, TASKS, get_family
@@ -75,9 +77,11 @@ class CardDraft:
             )
         try:
             return ModelCard.model_validate(self.values)
-        except ValueError as exc:
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "card"
             raise ConfigError(
-                f"the card read from {self.directory} is not valid: {str(exc).splitlines()[-1]}",
+                f"the card read from {self.directory} is not valid: {where}: {first['msg']}",
                 path=self.directory,
                 hint="pass the value with its flag (kiln models add --help)",
             ) from None
@@ -322,6 +326,12 @@ def draft_card(
         questions.append(found_len)
     else:
         notes.append(note)
+    if name is not None and plain_card_name(name) != name:
+        suggestion = plain_card_name(name)
+        raise ConfigError(
+            f"--name {name!r} is not a card name (lowercase letters, digits, '.', '_', '-')",
+            hint=f"use --name {suggestion}" if suggestion else "use a name like my-model",
+        )
     card_name = name or plain_card_name(directory.name)
     if not card_name:
         questions.append(

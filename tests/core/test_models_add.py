@@ -257,3 +257,13 @@ def test_model_argument_is_a_card_name_first_and_a_path_when_written_as_one(
     assert _model_argument("./zh-ner-tiny") == str(tmp_path / "zh-ner-tiny")
     assert _model_argument("mine") == str(tmp_path / "mine")
     assert _model_argument("no-such") == "no-such"
+
+
+def test_values_given_by_flag_are_checked_like_a_card(saved_models: dict[str, Path]) -> None:
+    with pytest.raises(ConfigError, match="not a card name") as info:
+        draft_card(saved_models["senti"], name="Bad Name")
+    assert info.value.hint == "use --name bad-name"
+    with pytest.raises(ConfigError, match="max_seq_len: Input should be greater"):
+        draft_card(saved_models["senti"], max_seq_len=4).card()
+    with pytest.raises(ConfigError, match="longer than the checkpoint's 128 positions"):
+        draft_card(saved_models["senti"], max_seq_len=512)
