@@ -3,7 +3,8 @@
 ``kiln report`` and the app's accuracy pane both show "Δ vs fp32"; with one rule here
 they always name the same run. A baseline is a succeeded fp32 run of the same model on
 the same data (dataset and split, and the same number of examples when both runs say),
-never the run itself. A run that scored accuracy needs a baseline that scored too: a
+never the run itself, nor one whose evaluation stopped early (``--until``) or was cut
+short. A run that scored accuracy needs a baseline that scored too: a
 performance-only fp32 run (random weights) has no figures to take a delta from. A
 performance-only run compares speed alone, so any matching fp32 run will do.
 """
@@ -62,6 +63,8 @@ def fp32_baseline(
         result = RunResult.from_dict(run.result)
         if scored and not result.scored:
             continue
+        if scored and result.metrics is not None and result.metrics.complete is False:
+            continue  # stopped early or cut short: not the whole split to compare with
         if dataset is not None and data_key(run, result) != dataset:
             continue
         if examples is not None and result.examples not in (None, examples):

@@ -50,7 +50,7 @@ def _fmt(value: Any, column: str = "") -> str:
     if isinstance(value, float):
         if "delta" in column:
             return f"{value:+.4f}"
-        if abs(value) <= 1:
+        if column in FRACTIONS or column.startswith("published"):
             return f"{value:.4f}"
         return f"{value:.2f}"
     if isinstance(value, int):
@@ -58,6 +58,8 @@ def _fmt(value: Any, column: str = "") -> str:
     return str(value)
 
 
+FRACTIONS = frozenset({"value", "precision", "recall", "f1", "accuracy"})
+"""Columns holding a 0-1 figure, printed to four places; other numbers to two."""
 COMPARE_COLUMNS = (
     "run",
     "model",

@@ -95,6 +95,11 @@ def test_honest_labels_and_plain_values(tmp_path: Path) -> None:
     assert rows[other]["delta_vs_published"] is None and rows[other]["dataset"] == "mine.bio/test"
     assert rows[limited]["evaluation"] == "limited" and rows[limited]["delta_vs_published"] is None
     assert rows[stopped]["evaluation"] == "stopped" and rows[stopped]["delta_vs_published"] is None
+    # A newer fp32 run that stopped early is not a baseline: it did not see the whole split.
+    int8 = _run(store, "int8", 0.92, 200.0)
+    (row,) = comparison_rows([store.run(int8)], store.runs())
+    assert row["fp32_run"] == limited or row["fp32_run"] == full
+    assert row["fp32_run"] != stopped
     text = write_report([store.run(full)], store.runs(), "md", tmp_path / "out").read_text()
     assert "+0.9300" not in text and "| 0.9300 |" in text
     assert "| dataset |" in text and "| d/test |" in text
