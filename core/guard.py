@@ -252,7 +252,7 @@ def guard_int8(
             drop,
             speed,
             _within(drop, points, verdict),
-            verdict.to_dict() if verdict is not None else None,
+            verdict.to_dict() | {"summary": verdict.sentence()} if verdict is not None else None,
         )
         report.steps.append(step)
         report.final = built

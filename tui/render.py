@@ -145,6 +145,10 @@ def result_table(result: RunResult) -> Table:
         )
         if guard.repaired:
             line += f"; kept {len(guard.kept_in_float or ())} node(s) in float"
+        if last.verdict and last.verdict.get("summary"):
+            line += (
+                f"; paired on {last.verdict.get('examples')} examples: {last.verdict['summary']}"
+            )
         table.add_row("accuracy guard", Text(line, "green" if guard.within_budget else "red"))
     parity = result.parity
     if parity is not None and parity.to_dict():
