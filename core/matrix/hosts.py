@@ -107,6 +107,7 @@ def ray_start_command(
             raise ValueError("a joining host needs the head's address")
         argv.append(f"--address={address}")
     argv.append(f"--resources={json.dumps(offer.resources, sort_keys=True)}")
+    argv.append("--disable-usage-stats")  # Ray would otherwise report home by default
     argv.append(f"--object-store-memory={object_store_mb * 2**20}")
     if num_cpus is not None:
         argv.append(f"--num-cpus={num_cpus}")

@@ -170,6 +170,7 @@ def test_a_host_offers_its_available_profiles_as_ray_resources(kiln_home: Path) 
     resources = json.loads(next(a for a in argv if a.startswith("--resources=")).split("=", 1)[1])
     assert resources == offer.resources
     assert f"--object-store-memory={128 * 2**20}" in argv
+    assert "--disable-usage-stats" in argv  # a lab's hosts never report to Ray's servers
     head = ray_start_command(offer, head=True)
     assert "--head" in head and "--include-dashboard=false" in head
 

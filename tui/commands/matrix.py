@@ -11,8 +11,8 @@ command finishes the matrix it started (``--new`` starts another);
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
-import subprocess
 from typing import Any
 
 from rich.table import Table
@@ -162,12 +162,15 @@ def cmd_matrix(args: argparse.Namespace) -> int:
         connect(args.cluster)  # no Ray, or no cluster there: said before anything is planned
     with err.status("checking every cell…"):
         matrix_id, resumed = open_matrix(store, spec, cluster=args.cluster, new=args.new)
+    from kiln_lab.core.matrix.cells import cells_to_run
+
     cells = store.matrix_cells(matrix_id)
     skipped = sum(1 for c in cells if c.reason)
+    left = len(cells_to_run(store, matrix_id))
     err.print(
         f"{'resuming' if resumed else 'matrix'} {matrix_id}: {len(cells)} cells, "
-        f"{len(cells) - skipped} to run, {skipped} cannot run here"
-        + (f" (on {args.cluster})" if args.cluster else "")
+        f"{left} to run, {len(cells) - skipped - left} done, {skipped} cannot run"
+        + (f" (on {args.cluster})" if args.cluster else " here")
     )
     return _drive(store, matrix_id, args.cluster, args)
 
@@ -328,4 +331,8 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     from kiln_lab.core.matrix.cluster import import_ray
 
     import_ray()
-    return subprocess.run(argv, check=False).returncode  # noqa: S603 - argument list, no shell
+    out.file.flush()
+    # Replaced by `ray start`, so a signal to this process (a service stopping a --block
+    # node, Ctrl-C) reaches Ray itself and stops the node, not only a wrapper.
+    os.execvp(argv[0], argv)  # an argument list, no shell
+    return 0  # not reached
