@@ -63,7 +63,7 @@ class Scorer:
         self.outcomes: NerOutcomes | ClassificationOutcomes = (
             NerOutcomes(self.running.table)
             if isinstance(self.running, RunningNer)
-            else ClassificationOutcomes()
+            else ClassificationOutcomes(labels)
         )
         """Per-example outcomes: the intervals' and the paired comparison's input."""
         self.confidence = confidence
@@ -209,7 +209,7 @@ class Scorer:
     def _add_classified(self, indices: Sequence[int], truth: list[Any], preds: list[Any]) -> None:
         correct = np.fromiter(map(str.__eq__, truth, preds), dtype=bool, count=len(truth))
         languages = [getattr(self.examples[i], "language", None) for i in indices]
-        self.outcomes.add(indices, correct, languages)  # type: ignore[call-arg]
+        self.outcomes.add(indices, correct, languages, truth, preds)  # type: ignore[call-arg]
 
     def _score_tokens(
         self, items: Sequence[tuple[PaddedBatch, Sequence[Encoded], np.ndarray, int]]

@@ -173,7 +173,11 @@ def accuracy_table(
         basis = "fp32 run"
     elif any(r.card is not None for r in rows):
         basis = "card"
-    per_type_intervals = (figures.intervals or {}).get("per_type") or {}
+    per_type_intervals = (
+        (figures.intervals or {}).get("per_type")
+        or (figures.intervals or {}).get("per_class")
+        or {}
+    )
     label_intervals = tuple(
         (float(iv["f1"]["low"]), float(iv["f1"]["high"]))
         if isinstance(iv := per_type_intervals.get(name), dict) and "f1" in iv

@@ -202,7 +202,11 @@ def per_type_table(result: RunResult) -> Table | None:
     if not scores:
         return None
     rows = {name: score.to_dict() for name, score in scores.items()}
-    spreads = (metrics.intervals or {}).get("per_type") or {}
+    spreads = (
+        (metrics.intervals or {}).get("per_type")
+        or (metrics.intervals or {}).get("per_class")
+        or {}
+    )
     for name, row in rows.items():
         if isinstance(spreads.get(name), dict) and spreads[name].get("f1"):
             row["f1_interval"] = interval_text(spreads[name]["f1"])

@@ -20,7 +20,7 @@ counts, never from the pooled figure alone.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
 
@@ -214,6 +214,48 @@ def classification_intervals(
             for name, mask in groups.items()
         }
     return out
+
+
+def class_intervals(
+    true: np.ndarray,
+    pred: np.ndarray,
+    names: Sequence[str],
+    confidence: float = DEFAULT_CONFIDENCE,
+    resamples: int = RESAMPLES,
+    seed: int = SEED,
+) -> dict:
+    """Bootstrap intervals over examples for macro F1 and each class's P/R/F1.
+
+    ``true`` and ``pred`` are class indices into ``names`` (-1: a label outside them,
+    which counts for no class, as ``RunningClassification`` with labels does).
+    """
+    check_confidence(confidence)
+    count, classes = int(true.shape[0]), len(names)
+    if count == 0 or classes == 0:
+        return {}
+    rows = np.arange(count)
+    actual = np.zeros((count, classes))
+    predicted = np.zeros((count, classes))
+    actual[rows[true >= 0], true[true >= 0]] = 1
+    predicted[rows[pred >= 0], pred[pred >= 0]] = 1
+    hits = actual * predicted
+    sums = resample_counts(count, resamples, seed) @ np.hstack((hits, predicted, actual))
+    tp, pred_sums, true_sums = np.split(sums, 3, axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.where(pred_sums > 0, tp / pred_sums, 0.0)
+        recall = np.where(true_sums > 0, tp / true_sums, 0.0)
+        f1 = np.where(pred_sums + true_sums > 0, 2 * tp / (pred_sums + true_sums), 0.0)
+    return {
+        "macro_f1": _percentile(f1.mean(1), confidence),
+        "per_class": {
+            name: {
+                "precision": _percentile(precision[:, i], confidence),
+                "recall": _percentile(recall[:, i], confidence),
+                "f1": _percentile(f1[:, i], confidence),
+            }
+            for i, name in enumerate(names)
+        },
+    }
 
 
 def as_dicts(intervals: Mapping) -> dict:

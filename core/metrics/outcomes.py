@@ -19,6 +19,7 @@ from kiln_lab.core.metrics.intervals import (
     DEFAULT_CONFIDENCE,
     SentenceCounts,
     as_dicts,
+    class_intervals,
     classification_intervals,
     ner_intervals,
 )
@@ -140,19 +141,33 @@ class NerOutcomes:
 class ClassificationOutcomes:
     """Whether each scored example was right, and its language where the data says."""
 
-    def __init__(self) -> None:
+    def __init__(self, labels: Sequence[str] = ()) -> None:
+        self.labels = list(dict.fromkeys(labels))
+        """The classes macro F1 and the per-class intervals cover (the model's labels)."""
+        self._codes = {name: i for i, name in enumerate(self.labels)}
         self._indices: list[np.ndarray] = []
         self._correct: list[np.ndarray] = []
+        self._true: list[int] = []
+        self._pred: list[int] = []
         self._languages: list[str | None] = []
         self.accuracy = RatioStream()
 
     def add(
-        self, indices: Sequence[int], correct: np.ndarray, languages: Sequence[str | None]
+        self,
+        indices: Sequence[int],
+        correct: np.ndarray,
+        languages: Sequence[str | None],
+        true: Sequence[str] = (),
+        pred: Sequence[str] = (),
     ) -> None:
+        """Add examples: whether each was right, its language, and (for the per-class
+        intervals) its true and predicted labels."""
         correct = np.asarray(correct, dtype=bool)
         self._indices.append(np.asarray(indices, dtype=np.int64))
         self._correct.append(correct)
         self._languages.extend(languages)
+        self._true.extend(self._codes.get(label, -1) for label in true)
+        self._pred.extend(self._codes.get(label, -1) for label in pred)
         self.accuracy.add(correct, np.ones(correct.shape[0]))
 
     @property
@@ -192,8 +207,16 @@ class ClassificationOutcomes:
         }
 
     def intervals(self, confidence: float = DEFAULT_CONFIDENCE) -> dict:
+        """Wilson for accuracy; a bootstrap for macro F1 and per class where the labels
+        were given."""
         _, correct, _ = self.counts()
-        return as_dicts(classification_intervals(correct, None, confidence))
+        out = classification_intervals(correct, None, confidence)
+        if self.labels and len(self._true) == correct.shape[0]:
+            order = np.argsort(np.concatenate(self._indices), kind="stable")
+            true = np.asarray(self._true, dtype=np.int64)[order]
+            pred = np.asarray(self._pred, dtype=np.int64)[order]
+            out |= class_intervals(true, pred, self.labels, confidence)
+        return as_dicts(out)
 
     def ratio_terms(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Example indices (sorted) with accuracy's ``y`` (right or not) and ``x`` (1)."""

@@ -146,6 +146,14 @@ def test_classification_scores_equal_the_reference() -> None:
     truth = [e.label for e in examples]
     reference = score_classification(truth, expected, labels=["neg", "pos"]).to_dict()
     assert _figures(result.accuracy) == reference
+    # Issue 16: every figure with its interval, macro F1 and each class's too.
+    spreads = result.accuracy["intervals"]
+    assert spreads["accuracy"]["method"] == "wilson"
+    for name, value in (("accuracy", reference["accuracy"]), ("macro_f1", reference["macro_f1"])):
+        assert spreads[name]["low"] <= value <= spreads[name]["high"], name
+    for label, score in reference["per_class"].items():
+        assert spreads["per_class"][label]["f1"]["low"] <= score["f1"]
+        assert score["f1"] <= spreads["per_class"][label]["f1"]["high"]
 
 
 @pytest.mark.parametrize("bad", ["X", "PER"])
