@@ -117,6 +117,7 @@ def test_cells_land_on_the_node_offering_their_profile(
         }
         assert isinstance(events[-1], RunFinished) and events[-1].status == "succeeded"
         assert record.run_result.metrics is not None and record.run_result.examples == 24
+        assert store.load_checkpoints(cell.run_id, "evaluate/")  # relayed with the events
     # "at once": before the first cell could even have been placed and run
     unschedulable = [t for t, line in lines if "cannot be scheduled" in line]
     assert len(unschedulable) == len(models) and max(unschedulable) - began < 5.0
@@ -131,7 +132,7 @@ def test_a_node_lost_mid_cell_and_the_cell_finishes_on_the_other(
     second = cluster.add_node(**NODE, resources=_offer("cpu-onnxruntime"))
     cluster.wait_for_nodes()
     store = RunStore(tmp_path / "driver.sqlite")
-    spec = MatrixSpec(models=("zh-senti-tiny",), profiles=("cpu-onnxruntime",), limit=600)
+    spec = MatrixSpec(models=("zh-senti-tiny",), profiles=("cpu-onnxruntime",), limit=1000)
     matrix_id, _ = open_matrix(store, spec, cluster=cluster.address)
     lines: list = []
     ray.init(address=cluster.address, log_to_driver=False)
@@ -144,11 +145,9 @@ def test_a_node_lost_mid_cell_and_the_cell_finishes_on_the_other(
     killed = None
     while killed is None and time.monotonic() < deadline:
         (cell,) = watcher.matrix_cells(matrix_id)
-        started = cell.run_id and any(
-            isinstance(s.event, StageStarted) and s.event.stage_name == "evaluate"
-            for s in watcher.events(cell.run_id)
-        )
-        if started:
+        # Mid-evaluation, once some batches' checkpoints have reached the driver's store.
+        if cell.run_id and watcher.load_checkpoints(cell.run_id, "evaluate/"):
+            assert not watcher.run(cell.run_id).finished, "evaluation ended before the kill"
             killed = first if cell.node_id == first.node_id else second
             cluster.remove_node(killed)
         time.sleep(0.1)
@@ -165,3 +164,5 @@ def test_a_node_lost_mid_cell_and_the_cell_finishes_on_the_other(
     assert lost and "retrying" in lost[0].message
     finishes = [e.status for e in events if isinstance(e, RunFinished)]
     assert finishes == ["interrupted", "succeeded"]
+    # The second host went on from the batches the lost one had finished.
+    assert any(isinstance(e, LogLine) and "resuming:" in e.message for e in events)
