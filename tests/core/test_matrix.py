@@ -182,3 +182,32 @@ def test_without_ray_cluster_says_how_to_install_it(monkeypatch: pytest.MonkeyPa
     with pytest.raises(ToolchainMissing) as caught:
         import_ray()
     assert "kiln-lab[cluster]" in (caught.value.hint or "")
+
+
+def test_local_cells_side_by_side_only_while_their_cores_fit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kiln_lab.core.matrix import local
+
+    store = RunStore(tmp_path / "runs.sqlite")
+    cells = [({"model": "m", "profile": p, "precision": "fp32"}, {}, None) for p in "abcd"]
+    matrix_id = store.create_matrix({}, "h", cells)
+    threads = {"a": 1, "b": 1, "c": None, "d": 1}  # c leaves threads to its runtime
+    monkeypatch.setattr(local, "cores_taken", lambda name, usable: threads[name] or usable)
+    driver = local.LocalDriver(store, matrix_id, jobs=3)
+    driver.usable = 2
+    started: list[str] = []
+    monkeypatch.setattr(
+        driver,
+        "_start",
+        lambda cell, status, cores: (
+            started.append(cell.cell["profile"]),
+            driver.running.__setitem__(cell.cell["profile"], local._Running(cell, cores)),
+        ),
+    )
+    waiting = driver._start_what_fits(local.cells_to_run(store, matrix_id))
+    assert started == ["a", "b"]  # 1 + 1 core of 2: c (all cores) and d wait
+    assert [c.cell["profile"] for c in waiting] == ["c", "d"]
+    driver.running.clear()
+    assert [c.cell["profile"] for c in driver._start_what_fits(waiting)] == ["d"]
+    assert started[-1] == "c"  # alone, it takes the whole machine
