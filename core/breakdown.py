@@ -90,7 +90,12 @@ def stop_note(metrics: AccuracyMetrics) -> str | None:
     return (
         f"stopped early after {stop.get('after'):,} of {stop.get('of'):,} examples: the "
         f"whole split's {str(stop.get('metric', '')).replace('_', ' ')} lies in "
-        f"{interval_text(stop.get('interval'))} (narrower than {stop.get('width')})"
+        f"{interval_text(stop.get('interval'))} "
+        + (
+            "(stopped from the app)"
+            if stop.get("requested")
+            else f"(narrower than {stop.get('width')})"
+        )
     )
 
 

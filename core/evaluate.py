@@ -134,6 +134,7 @@ def evaluate(
     until: float | None = None,
     shard_batches: int | None = None,
     draw_order: np.ndarray | None = None,
+    stop_requested: Callable[[], bool] | None = None,
 ) -> EvaluationResult:
     """Run every batch; ``score=False`` (performance-only) measures speed alone.
 
@@ -149,7 +150,8 @@ def evaluate(
     stops at the first shard boundary (every ``shard_batches`` batches, see
     :func:`core.encode.plan_batches`, whose shuffle is ``draw_order``) where the
     headline figure's anytime-valid interval for the whole split is narrower than
-    ``until``; ``early_stop`` in the figures says when and with what.
+    ``until``; ``early_stop`` in the figures says when and with what. ``stop_requested``
+    (the app's key) stops at the next shard boundary whatever the width.
     """
     scorer = Scorer(examples, task, labels, score, checkpoint, confidence)
     latency = LatencyRecorder()
@@ -217,19 +219,24 @@ def evaluate(
             if now - last_emit >= SAMPLE_INTERVAL_S or len(group) > 1:
                 last_emit = now
                 publish()
-            if until and score and shard_batches and (number + 1) % shard_batches == 0:
-                scorer.catch_up()
-                order = draw_order if draw_order is not None else np.arange(len(examples))
-                prefix, interval = scorer.split_interval(order)
-                if done < total and prefix >= MIN_EXAMPLES and interval.width <= until:
-                    stopped = {
-                        "after": scorer.seen(),
-                        "of": total,
-                        "width": until,
-                        "metric": next(iter(scorer.outcomes.streams())),
-                        "interval": interval.to_dict(),
-                    }
-                    break
+            boundary = bool(score and shard_batches and (number + 1) % shard_batches == 0)
+            if boundary and done < total and (until or stop_requested is not None):
+                requested = stop_requested is not None and stop_requested()
+                if until or requested:
+                    scorer.catch_up()
+                    order = draw_order if draw_order is not None else np.arange(len(examples))
+                    prefix, interval = scorer.split_interval(order)
+                    narrow = bool(until) and prefix >= MIN_EXAMPLES and interval.width <= until
+                    if narrow or requested:
+                        stopped = {
+                            "after": scorer.seen(),
+                            "of": total,
+                            "width": until,
+                            "requested": requested and not narrow,
+                            "metric": next(iter(scorer.outcomes.streams())),
+                            "interval": interval.to_dict(),
+                        }
+                        break
     finally:
         scorer.finish()
         close = getattr(batches, "close", None)

@@ -42,6 +42,8 @@ SCHEMA_VERSION = 2
 _log = logging.getLogger(__name__)
 
 TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled", "interrupted"})
+CANCEL, STOP_EVALUATION = 1, 2
+"""Values of ``runs.cancel_requested``: cancel the run; stop its evaluation early."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -400,7 +402,7 @@ class RunStore(MatrixTables):
             result=json.loads(result) if result else None,
             error=json.loads(error) if error else None,
             pid=pid,
-            cancel_requested=bool(cancel),
+            cancel_requested=cancel == CANCEL,
         )
 
     @_locked
@@ -491,7 +493,25 @@ class RunStore(MatrixTables):
         row = self._conn.execute(
             "SELECT cancel_requested FROM runs WHERE id = ?", (run_id,)
         ).fetchone()
-        return bool(row and row[0])
+        return bool(row and row[0] == CANCEL)
+
+    @_locked
+    def request_stop_evaluation(self, run_id: str) -> None:
+        """Ask a run to stop evaluating at its next shard boundary, keep the figures so far
+        (with their interval for the whole split) and go on to its later stages: the app's
+        key for what ``--until`` does by width. A cancel already asked for stays."""
+        self._conn.execute(
+            "UPDATE runs SET cancel_requested = ?, updated = ? "
+            "WHERE id = ? AND cancel_requested = 0",
+            (STOP_EVALUATION, time.time(), run_id),
+        )
+
+    @_locked
+    def stop_evaluation_requested(self, run_id: str) -> bool:
+        row = self._conn.execute(
+            "SELECT cancel_requested FROM runs WHERE id = ?", (run_id,)
+        ).fetchone()
+        return bool(row and row[0] == STOP_EVALUATION)
 
     @_locked
     def mark_interrupted_if_dead(self, run_id: str) -> bool:

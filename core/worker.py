@@ -103,6 +103,10 @@ class CancelFlag:
                 self.event.set()
         return self.event.is_set()
 
+    def stop_evaluation(self) -> bool:
+        """Whether the app asked to stop evaluating early (read at shard boundaries)."""
+        return self.store.stop_evaluation_requested(self.run_id)
+
 
 class StoreCheckpoints(Checkpoints):
     """Checkpoints kept in the run store, so a killed worker loses nothing finished."""

@@ -208,6 +208,23 @@ class KilnApp(App[int]):
             title="Cancelling",
         )
 
+    @work(thread=True, exit_on_error=False, group="cancel")
+    def request_stop_evaluation(self, run_id: str) -> None:
+        from kiln_lab.core.errors import KilnError
+        from kiln_lab.core.store import RunStore
+
+        try:
+            with RunStore(self.store_path) as store:
+                store.request_stop_evaluation(run_id)
+        except KilnError as exc:
+            self.call_from_thread(self.show_error, exc.to_dict())
+            return
+        self.call_from_thread(
+            self.notify,
+            f"{run_id} stops evaluating at its next shard boundary and keeps its figures",
+            title="Stopping the evaluation",
+        )
+
     def running_run(self) -> str | None:
         """The run in view (top screen first, then the main screen) if it is still going."""
         for screen in (self.screen, self.main_screen):

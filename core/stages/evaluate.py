@@ -71,6 +71,8 @@ def run(
             until=ctx.config.until,
             shard_batches=SHARD_BATCHES if ctx.config.order == "shards" else None,
             draw_order=draw_order(len(loaded.examples)),
+            # The worker's cancel flag also carries the app's "stop evaluating" request.
+            stop_requested=getattr(ctx.cancelled, "stop_evaluation", None),
         )
         if result.truncated:
             log.warning(
@@ -97,14 +99,16 @@ def run(
             stop = result.accuracy.get("early_stop")
             if stop:
                 log.info(
-                    "stopped early after %d of %d examples: the %s interval [%.4f, %.4f] "
-                    "is narrower than %.4f",
+                    "stopped early after %d of %d examples (%s): the whole split's %s lies in "
+                    "[%.4f, %.4f]",
                     stop["after"],
                     stop["of"],
+                    "asked from the app"
+                    if stop.get("requested")
+                    else f"interval narrower than {stop['width']}",
                     stop["metric"],
                     stop["interval"]["low"],
                     stop["interval"]["high"],
-                    stop["width"],
                 )
         log.info(
             "throughput %.1f samples/s (%.0f tokens/s, padding waste %.1f%%), batch latency "

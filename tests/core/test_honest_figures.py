@@ -171,3 +171,47 @@ def test_the_guard_chases_only_what_the_paired_interval_shows(
         # Too few examples to tell: it says how many would.
         assert reading.examples_to_decide and reading.examples_to_decide > 400
         assert f"{reading.examples_to_decide:,}" in reading.sentence()
+
+
+def test_the_apps_stop_key_stops_at_the_next_shard_boundary() -> None:
+    """The app's "stop evaluating" request ends the evaluation at a shard boundary with
+    the figures so far and the whole split's interval, like --until does by width."""
+    from kiln_lab.core.encode import SHARD_BATCHES, draw_order, plan_batches
+    from kiln_lab.core.evaluate import evaluate
+    from tests.core.test_evaluate import NER_LABELS, SeededLogits, _ner_setup
+
+    examples, encoder = _ner_setup(300)
+    plan = plan_batches(examples, 4, "bucket", shards=True)
+    batches = [encoder.encode_batch(examples, indices) for indices in plan]
+    asked = []
+    result = evaluate(
+        SeededLogits(len(NER_LABELS)),
+        iter(batches),
+        examples,
+        task="token-classification",
+        labels=NER_LABELS,
+        emit=lambda event: None,
+        cancelled=lambda: False,
+        shard_batches=SHARD_BATCHES,
+        draw_order=draw_order(len(examples)),
+        stop_requested=lambda: asked.append(1) or True,
+    )
+    stop = result.accuracy["early_stop"]
+    assert stop["after"] == 4 * SHARD_BATCHES and stop["requested"] and len(asked) == 1
+    assert result.accuracy["sentences"] == 4 * SHARD_BATCHES and not result.accuracy["complete"]
+    assert stop["interval"]["low"] <= stop["interval"]["high"]
+
+
+def test_the_store_keeps_a_stop_request_apart_from_a_cancel(tmp_path: Path) -> None:
+    from kiln_lab.core.store import RunStore
+    from kiln_lab.core.worker import CancelFlag
+
+    store = RunStore(tmp_path / "runs.sqlite")
+    run_id = store.create_run({"model": "m"})
+    flag = CancelFlag(store, run_id)
+    store.request_stop_evaluation(run_id)
+    assert store.stop_evaluation_requested(run_id) and flag.stop_evaluation()
+    assert not store.cancel_requested(run_id) and not flag()
+    assert not store.run(run_id).cancel_requested
+    store.request_cancel(run_id)  # a cancel wins over a stop request
+    assert store.cancel_requested(run_id) and not store.stop_evaluation_requested(run_id)

@@ -49,6 +49,7 @@ class MainScreen(MonitorScreen):
     BINDINGS = [
         Binding("r", "start_run", "Run"),
         Binding("c", "cancel_run", "Cancel"),
+        Binding("e", "stop_evaluation", "Stop evaluating (keep figures)", show=False),
         Binding("slash", "search_log", "Search"),
         ZOOM_BINDING,
         Binding("h", "app.show_runs", "Runs"),

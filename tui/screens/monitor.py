@@ -310,6 +310,15 @@ class MonitorScreen(Screen[None]):
             return
         self.kiln.confirm_cancel(view.run_id)
 
+    def action_stop_evaluation(self) -> None:
+        """Stop the evaluation at its next shard boundary and keep its figures, with the
+        interval for the whole split (what ``--until`` does once narrow enough)."""
+        view = self.view
+        if view is None or view.is_finished:
+            self.notify("no run is going in this view", severity="warning")
+            return
+        self.kiln.request_stop_evaluation(view.run_id)
+
     def action_search_log(self) -> None:
         self.log_panel.open_search()
 

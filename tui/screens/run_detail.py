@@ -28,6 +28,7 @@ class RunScreen(MonitorScreen):
     BINDINGS = [
         Binding("escape", "back", "Back"),
         Binding("c", "cancel_run", "Cancel"),
+        Binding("e", "stop_evaluation", "Stop evaluating (keep figures)", show=False),
         Binding("slash", "search_log", "Search"),
         ZOOM_BINDING,
         *LOG_BINDINGS,
