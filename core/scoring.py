@@ -255,12 +255,17 @@ class Scorer:
             name: stream.interval(self.confidence, total).to_dict()
             for name, stream in self.outcomes.streams().items()
         }
+        if isinstance(self.outcomes, ClassificationOutcomes):
+            outcomes = self.outcomes
+            per_language = (
+                outcomes.per_language(self.confidence)
+                if final
+                else outcomes.live_per_language(self.confidence)
+            )
+            if per_language:
+                figures["per_language"] = per_language
         if final:
             figures["intervals"] = self.outcomes.intervals(self.confidence)
-            if isinstance(self.outcomes, ClassificationOutcomes):
-                per_language = self.outcomes.per_language(self.confidence)
-                if per_language:
-                    figures["per_language"] = per_language
         return figures
 
     def split_interval(self, draw_order: np.ndarray) -> tuple[int, Interval]:

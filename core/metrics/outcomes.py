@@ -22,6 +22,7 @@ from kiln_lab.core.metrics.intervals import (
     class_intervals,
     classification_intervals,
     ner_intervals,
+    wilson,
 )
 from kiln_lab.core.metrics.ner import TagTable
 from kiln_lab.core.metrics.sequential import RatioStream
@@ -150,6 +151,8 @@ class ClassificationOutcomes:
         self._true: list[int] = []
         self._pred: list[int] = []
         self._languages: list[str | None] = []
+        self._by_language: dict[str, list[int]] = {}
+        """Running [right, seen] per language, so the live table costs O(languages)."""
         self.accuracy = RatioStream()
 
     def add(
@@ -166,6 +169,11 @@ class ClassificationOutcomes:
         self._indices.append(np.asarray(indices, dtype=np.int64))
         self._correct.append(correct)
         self._languages.extend(languages)
+        for language, right in zip(languages, correct.tolist(), strict=True):
+            if language:
+                tally = self._by_language.setdefault(language, [0, 0])
+                tally[0] += right
+                tally[1] += 1
         self._true.extend(self._codes.get(label, -1) for label in true)
         self._pred.extend(self._codes.get(label, -1) for label in pred)
         self.accuracy.add(correct, np.ones(correct.shape[0]))
@@ -191,6 +199,17 @@ class ClassificationOutcomes:
         _, _, languages = self.counts()
         names = sorted({name for name in languages.tolist() if name})
         return {name: languages == name for name in names}
+
+    def live_per_language(self, confidence: float = DEFAULT_CONFIDENCE) -> dict:
+        """:meth:`per_language` from running tallies: cheap enough for every live refresh."""
+        return {
+            name: {
+                "accuracy": right / seen,
+                "count": seen,
+                "interval": wilson(right, seen, confidence).to_dict(),
+            }
+            for name, (right, seen) in sorted(self._by_language.items())
+        }
 
     def per_language(self, confidence: float = DEFAULT_CONFIDENCE) -> dict:
         """Accuracy per language with its Wilson interval: the XNLI breakdown table."""

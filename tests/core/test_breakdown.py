@@ -18,6 +18,7 @@ def _xnli_result(dataset: str) -> RunResult:
     correct = np.r_[rng.random(60) < 0.85, rng.random(40) < 0.6]
     outcomes.add(range(100), correct, languages)
     per_language = outcomes.per_language()
+    assert outcomes.live_per_language() == per_language  # the live table, from tallies
     return RunResult.from_dict(
         {
             "metrics": {
