@@ -211,3 +211,23 @@ def test_local_cells_side_by_side_only_while_their_cores_fit(
     driver.running.clear()
     assert [c.cell["profile"] for c in driver._start_what_fits(waiting)] == ["d"]
     assert started[-1] == "c"  # alone, it takes the whole machine
+
+
+def test_report_takes_a_matrix_id(kiln_home: Path, capsys: pytest.CaptureFixture) -> None:
+    from kiln_lab.tui.cli import main
+
+    store = RunStore()
+    cells = [({"model": "m", "profile": "ort", "precision": q}, {}, None) for q in ("fp32", "int8")]
+    cells.append(({"model": "m", "profile": "ort", "precision": "bf16"}, None, "not offered"))
+    matrix_id = store.create_matrix({}, "h", cells)
+    runs = [
+        _finished(store, "ort", q, v, s)
+        for q, v, s in (("fp32", 0.9, 100.0), ("int8", 0.89, 200.0))
+    ]
+    for position, run_id in enumerate(runs):
+        store.update_cell(matrix_id, position, run_id=run_id)
+    out = kiln_home / "report"
+    assert main(["report", matrix_id, "--out", str(out), "--format", "json", "--json"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert [row["run"] for row in report["comparison"]] == runs  # the cells that ran, in order
+    assert report["comparison"][1]["delta_vs_fp32"] == pytest.approx(-0.01)
