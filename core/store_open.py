@@ -111,16 +111,17 @@ def _why_readonly(path: Path) -> str | None:
     """Why this process cannot write the store, or None if it can.
 
     SQLite needs the file and, for its ``-wal`` and ``-shm`` files, the directory.
+
+    Asked with ``access(2)`` and ``statvfs``, never by opening the file: closing any
+    descriptor of the store drops every POSIX lock this process holds on it, those of
+    SQLite connections already open in the process included (the app and an in-process
+    second command have several), and SQLite then corrupts the file under them.
     """
-    try:
-        fd = os.open(path, os.O_RDWR)
-    except OSError as exc:
-        if exc.errno == errno.EROFS:
-            return "the filesystem is mounted read-only"
-        if exc.errno in (errno.EPERM, errno.EACCES):
-            return "the file is read-only or immutable"
-        raise
-    os.close(fd)
+    if os.statvfs(path).f_flag & os.ST_RDONLY:
+        return "the filesystem is mounted read-only"
+    if not os.access(path, os.R_OK | os.W_OK):
+        # access(2) answers EPERM for an immutable file even to root, EACCES for modes.
+        return "the file is read-only or immutable"
     if not os.access(path.parent, os.W_OK):
         return f"its directory {path.parent} is not writable"
     return None

@@ -303,3 +303,40 @@ def test_a_real_full_disk_fails_the_run_in_one_line_and_leaves_nothing_half_writ
         assert not [p for p in hidden if p.is_file() or p.is_dir()], hidden
     finally:
         _unmount(home)
+
+
+def test_opening_a_store_never_opens_its_file_outside_sqlite(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Closing any descriptor of the store drops every POSIX lock the process holds on
+    it, SQLite's included: a second RunStore in a process (the app, two in-process
+    commands) once corrupted the store that way."""
+    path = tmp_path / "runs.sqlite"
+    first = RunStore(path)
+    first.create_run({"model": "tiny-ner-bert"})
+    opened: list[str] = []
+    real_open = os.open
+
+    def spy(file: object, *args: object, **kwargs: object) -> int:
+        opened.append(os.fspath(file))  # type: ignore[arg-type]
+        return real_open(file, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "open", spy)
+    second = RunStore(path)
+    monkeypatch.undo()
+    assert str(path) not in opened
+    assert len(second.runs()) == 1
+    first.close()
+    second.close()
+
+
+@pytest.mark.slow
+def test_two_runs_from_one_process_leave_the_store_whole(
+    tiny_assets: Path, kiln_home: Path
+) -> None:
+    from kiln_lab.tui import cli
+
+    for _ in range(2):
+        assert cli.main(["run", "--model", "tiny-ner-bert", "--limit", "4", "--json"]) == 0
+    with sqlite3.connect(kiln_home / "runs.sqlite") as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
