@@ -49,7 +49,7 @@ def _baseline(loaded: Any, batch: dict) -> Any:
     import torch
     from transformers import AutoModelForTokenClassification
 
-    config = loaded.model.model.config
+    config = loaded.model.config
     model = AutoModelForTokenClassification.from_config(config, attn_implementation="sdpa")
     model.eval()
     feeds = {k: torch.from_numpy(v) for k, v in batch.items()}
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         builds[f"{profile} {precision}"] = (resolved, loaded, compiled)
         print(f"  built {profile} {precision}", file=sys.stderr)
     _, loaded, _ = next(iter(builds.values()))
-    config = loaded.model.model.config
+    config = loaded.model.config
     batch = synthetic_batch(args.batch, args.seq, loaded.input_names, int(config.vocab_size))
     baseline = ("transformers fp32 sdpa", _baseline(loaded, batch))
 

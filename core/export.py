@@ -233,10 +233,14 @@ def export_onnx(
     weights_sha256: str,
     static_shape: tuple[int, int] | None = None,
 ) -> tuple[Path, bool]:
-    """Export (or reuse) an ONNX graph; returns ``(path, reused_from_cache)``."""
-    import onnx
-    import torch
+    """Export (or reuse) an ONNX graph; returns ``(path, reused_from_cache)``.
 
+    ``model`` is a PyTorch model, or a ``LoadedModel``, whose PyTorch model (and torch
+    itself) is then built only on a cache miss: the key needs the config alone.
+    """
+    from importlib.metadata import version
+
+    lazy = hasattr(model, "model_built")
     key = cache_key(
         kind="onnx-export",
         version=EXPORT_VERSION,
@@ -244,19 +248,24 @@ def export_onnx(
         inputs=input_names,
         static=static_shape,
         opset=OPSET,
-        torch=torch.__version__,
-        onnx=onnx.__version__,
+        torch=version("torch"),
+        onnx=version("onnx"),
         arch=model.config.to_json_string(use_diff=False),
     )
+    seq_cls = model.card.task != "token-classification" if lazy else _is_seq_cls(model)
     batch, seq_len = static_shape or (2, 16)
-    dummy = _dummy_inputs(input_names, batch, seq_len)
     dynamic_axes = None
     if static_shape is None:
         axes = {0: "batch", 1: "sequence"}
         dynamic_axes = {name: axes for name in input_names}
-        dynamic_axes["logits"] = {0: "batch"} if _is_seq_cls(model) else axes
+        dynamic_axes["logits"] = {0: "batch"} if seq_cls else axes
 
     def build(work: Path) -> dict[str, Any]:
+        import onnx
+        import torch
+
+        module = model.model if lazy else model
+        dummy = _dummy_inputs(input_names, batch, seq_len)
         log.info(
             "exporting to ONNX (opset %d, %s shapes)",
             OPSET,
@@ -269,7 +278,7 @@ def export_onnx(
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
             warnings.filterwarnings("ignore", message="Exporting aten::index")
             torch.onnx.export(
-                model,
+                module,
                 (),
                 str(work / "model.onnx"),
                 kwargs=dummy,

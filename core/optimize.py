@@ -79,9 +79,9 @@ def fuse_transformer(
     return path, counts, reused
 
 
-def model_shape(model: Any) -> tuple[int, int]:
-    """(num_heads, hidden_size) of a transformers model, for the fusion passes."""
-    return int(model.config.num_attention_heads), int(model.config.hidden_size)
+def model_shape(config: Any) -> tuple[int, int]:
+    """(num_heads, hidden_size) from a transformers config, for the fusion passes."""
+    return int(config.num_attention_heads), int(config.hidden_size)
 
 
 def simplify(onnx_path: Path) -> tuple[Path, dict[str, int], bool]:

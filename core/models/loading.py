@@ -8,11 +8,14 @@ and says so everywhere a figure would otherwise be read as accuracy.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import pickle
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,15 +38,61 @@ WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 @dataclass
 class LoadedModel:
-    """A model ready to run in PyTorch fp32: the reference every artifact is checked against."""
+    """A checkpoint ready to run in PyTorch fp32: the reference every artifact is
+    checked against.
+
+    The PyTorch model itself is built on first use of :attr:`model`: importing torch and
+    transformers' modeling code and reading the weights is most of a small run's fixed
+    cost, and a run whose exports are cached and whose parity was already checked never
+    needs it. The config, tokenizer and weights hash are read at once (they key the
+    caches and encode the data).
+    """
 
     card: ModelCard
-    model: Any
     tokenizer: Any
     perf_only: bool
     weights_dir: Path | None
     weights_sha256: str
+    config: Any
+    """The transformers config: the architecture, without building the model."""
+    loader: Callable[[], Any] = field(repr=False, default=lambda: None)
     notes: list[str] = field(default_factory=list)
+    _model: Any = field(default=None, repr=False)
+
+    @property
+    def model(self) -> Any:
+        """The PyTorch model, built (weights read) on first use."""
+        if self._model is None:
+            started = time.perf_counter()
+            self._model = self.loader()
+            log.info(
+                "PyTorch model of %s built in %.2f s", self.card.name, time.perf_counter() - started
+            )
+        return self._model
+
+    @property
+    def model_built(self) -> bool:
+        return self._model is not None
+
+    @property
+    def parameters(self) -> int | None:
+        """Parameter count: from the built model, else the safetensors header (shapes
+        only, no tensors read); None for a random-weights model not built yet."""
+        if self._model is not None:
+            return int(sum(p.numel() for p in self._model.parameters()))
+        weights = self.weights_dir / "model.safetensors" if self.weights_dir else None
+        if weights is None or not weights.is_file():
+            return None
+        from safetensors import safe_open
+
+        total = 0
+        with safe_open(str(weights), framework="numpy") as handle:
+            for name in handle.keys():  # noqa: SIM118 - safe_open is not a mapping
+                count = 1
+                for size in handle.get_slice(name).get_shape():
+                    count *= size
+                total += count
+        return total
 
     @property
     def family(self) -> Any:
@@ -246,9 +295,8 @@ def _about_weights(exc: BaseException) -> bool:
 def load_model(
     card: ModelCard, *, weights_dir: Path | None = None, perf_only: bool = False
 ) -> LoadedModel:
-    """Load tokenizer and fp32 model for ``card`` (eager attention, so exports fuse)."""
-    import torch
-
+    """Config, tokenizer and (on first use) the fp32 model for ``card`` (eager attention,
+    so exports fuse). A pickle checkpoint is loaded at once, so a refused one is said here."""
     family = get_family(card.family)
     if perf_only:
         return _random_model(card)
@@ -265,26 +313,126 @@ def load_model(
             "convert it to model.safetensors",
             weights_file,
         )
-    try:
-        from transformers import AutoConfig, AutoTokenizer
 
-        config = AutoConfig.from_pretrained(
-            path, local_files_only=True, trust_remote_code=card.trust_remote_code
-        )
+    def build() -> Any:
+        import torch
+
+        with _translated(path, weights_file):
+            model = family.model_class(card.task).from_pretrained(
+                path,
+                local_files_only=True,
+                trust_remote_code=card.trust_remote_code,
+                attn_implementation="eager",
+                dtype=torch.float32,
+                weights_only=True,
+            )
+        model.eval()
+        return model
+
+    with _translated(path, weights_file):
+        config: Any = CheckpointConfig(path, trust_remote_code=card.trust_remote_code)
+        if card.trust_remote_code:
+            config = config.full  # a custom config class: transformers' own reading only
         check_labels(card, config, path)
         check_positions(card, config, path)
-        model_cls = family.model_class(card.task)
-        model = model_cls.from_pretrained(
-            path,
-            local_files_only=True,
-            trust_remote_code=card.trust_remote_code,
-            attn_implementation="eager",
-            dtype=torch.float32,
-            weights_only=True,
-        )
-        tokenizer = AutoTokenizer.from_pretrained(
-            path, local_files_only=True, trust_remote_code=card.trust_remote_code
-        )
+        if weights_file.suffix == ".safetensors":
+            _check_safetensors(weights_file)
+        tokenizer = _tokenizer(path, card)
+    loaded = LoadedModel(card, tokenizer, False, path, _sha256_of(path), config, build)
+    if weights_file.suffix != ".safetensors":
+        loaded.model  # noqa: B018 - a pickle is read at once: a refused one is said in load
+    return loaded
+
+
+class CheckpointConfig:
+    """A checkpoint's ``config.json`` as written: the architecture without torch.
+
+    transformers' config classes import torch (about a second, and most of a cached
+    run's start-up), while Kiln mostly needs a few numbers (hidden size, heads, layers,
+    vocabulary, labels). Keys in the file are read from it, ``id2label`` with integer
+    keys as transformers makes them; anything else is asked of transformers' own config,
+    built on first need, so a default the file leaves out is still right.
+    """
+
+    def __init__(self, path: Path, *, trust_remote_code: bool = False) -> None:
+        self._path = path
+        self._trust = trust_remote_code
+        self._full: Any = None
+        where = path / "config.json"
+        try:
+            raw = json.loads(where.read_text("utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ModelLoadError(
+                f"could not read {where}: {exc}",
+                path=where,
+                hint="config.json must be the JSON file saved with the model "
+                "(model.save_pretrained(DIR) writes it)",
+            ) from None
+        if not isinstance(raw, dict):
+            raise ModelLoadError(
+                f"{where} is not a JSON object", path=where, hint="restore the saved config.json"
+            )
+        self._raw: dict[str, Any] = raw
+
+    def __getattr__(self, name: str) -> Any:
+        raw = self.__dict__.get("_raw", {})
+        if name in raw:
+            value = raw[name]
+            if name == "id2label" and isinstance(value, dict):
+                return {int(k): v for k, v in value.items()}
+            return value
+        if name.startswith("__") or "_raw" not in self.__dict__:
+            raise AttributeError(name)
+        return getattr(self.full, name)
+
+    @property
+    def full(self) -> Any:
+        """transformers' config object (imports torch), built once."""
+        if self._full is None:
+            from transformers import AutoConfig
+
+            self._full = AutoConfig.from_pretrained(
+                self._path, local_files_only=True, trust_remote_code=self._trust
+            )
+        return self._full
+
+    def to_json_string(self, use_diff: bool = True) -> str:
+        """The file's own content, sorted: keys the export cache (not transformers'
+        serialisation with every default, which would import torch)."""
+        return json.dumps(self._raw, sort_keys=True)
+
+
+def _tokenizer(path: Path, card: ModelCard) -> Any:
+    """The class ``tokenizer_config.json`` names, imported alone (``AutoTokenizer``
+    imports transformers' config machinery, and with it torch); AutoTokenizer when the
+    file names none or a class transformers does not have."""
+    import transformers
+
+    named = None
+    config_file = path / "tokenizer_config.json"
+    if config_file.is_file() and not card.trust_remote_code:
+        named = json.loads(config_file.read_text("utf-8")).get("tokenizer_class")
+    cls = getattr(transformers, named, None) if isinstance(named, str) else None
+    if cls is None:
+        cls = transformers.AutoTokenizer
+    return cls.from_pretrained(
+        path, local_files_only=True, trust_remote_code=card.trust_remote_code
+    )
+
+
+def _check_safetensors(weights_file: Path) -> None:
+    """Read the safetensors header (not the tensors): a damaged file is said in load."""
+    from safetensors import safe_open
+
+    with safe_open(str(weights_file), framework="numpy") as handle:
+        handle.keys()
+
+
+@contextlib.contextmanager
+def _translated(path: Path, weights_file: Path) -> Iterator[None]:
+    """Any failure reading the checkpoint as one ``ModelLoadError`` naming the file."""
+    try:
+        yield
     except KilnError:
         raise
     except Exception as exc:  # noqa: BLE001 - safetensors, pickle and HF raise their own kinds
@@ -304,19 +452,14 @@ def load_model(
             hint="check that the directory holds a complete Hugging Face checkpoint "
             "(config.json, model.safetensors, tokenizer files)",
         ) from exc
-    model.eval()
-    return LoadedModel(card, model, tokenizer, False, path, _sha256_of(path))
 
 
 def _random_model(card: ModelCard) -> LoadedModel:
     """The card's architecture with seeded random weights: for speed figures only."""
-    import torch
-
     from kiln_lab.core.models.perf_tokenizer import perf_tokenizer_for
 
     family = get_family(card.family)
     tokenizer, arch = perf_tokenizer_for(card)
-    torch.manual_seed(0)
     config = family.build_config(
         labels=card.labels,
         vocab_size=arch["vocab_size"],
@@ -328,11 +471,18 @@ def _random_model(card: ModelCard) -> LoadedModel:
         pad_token_id=tokenizer.pad_token_id,
     )
     config._attn_implementation = "eager"
-    model = family.model_class(card.task).from_config(config, attn_implementation="eager")
-    model.eval()
+
+    def build() -> Any:
+        import torch
+
+        torch.manual_seed(0)
+        model = family.model_class(card.task).from_config(config, attn_implementation="eager")
+        model.eval()
+        return model
+
     note = (
         "performance-only: random weights of the card's architecture; accuracy figures "
         "are unavailable"
     )
     log.warning(note)
-    return LoadedModel(card, model, tokenizer, True, None, "random-seed-0", [note])
+    return LoadedModel(card, tokenizer, True, None, "random-seed-0", config, build, [note])

@@ -212,8 +212,10 @@ class BuildRequest:
 
     profile: Profile
     precision: str
-    reference: PreTrainedModel
-    """The fp32 PyTorch model (the torch runtime runs it; others read the exports)."""
+    reference_loader: Callable[[], PreTrainedModel]
+    """Builds the fp32 PyTorch model (the torch runtime runs it; others read the exports)."""
+    config: Any
+    """The model's transformers config (shapes, vocabulary), without building the model."""
     input_names: tuple[str, ...]
     graphs: Graphs
     batch_size: int
@@ -230,6 +232,11 @@ class BuildRequest:
     @property
     def static_shape(self) -> tuple[int, int] | None:
         return (self.batch_size, self.seq_len) if self.profile.static_shapes else None
+
+    @property
+    def reference(self) -> PreTrainedModel:
+        """The fp32 PyTorch model, built on first use (exports on a cache hit never do)."""
+        return self.reference_loader()
 
     def fixed(self, model: CompiledModel) -> CompiledModel:
         """``model`` padded to the profile's static shape, where it has one."""

@@ -74,7 +74,7 @@ def tool_context(
     """The values an external profile's command lines are filled in with, for this build."""
     from kiln_lab.core.toolchain import ToolContext
 
-    config = request.reference.config
+    config = request.config
     profile = request.profile
     seq_len = seq_len or request.seq_len
     calibration = request.calibration
@@ -155,7 +155,7 @@ class ExternalRuntime(Runtime):
         if evaluate_with == "infer":
             from kiln_lab.core.runtimes.infer_tool import ToolInferModel
 
-            config = request.reference.config
+            config = request.config
             model: CompiledModel = ToolInferModel(
                 profile,
                 result.artifact,

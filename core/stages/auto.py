@@ -242,7 +242,7 @@ def _probe_arrays(resolved: Any, loaded: Any, batches: list[Any]) -> list[dict[s
 
     if batches:
         return [batch.arrays for batch, _ in batches]
-    vocab = int(loaded.model.model.config.vocab_size)
+    vocab = int(loaded.model.config.vocab_size)
     return [synthetic_batch(resolved.batch_size, resolved.seq_len, loaded.input_names, vocab)]
 
 

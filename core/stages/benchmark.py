@@ -96,7 +96,7 @@ def _in_process(
             instances=cfg.instances or defaults.instances,
             processes=cfg.processes or defaults.processes,
         )
-        model_config = loaded.model.model.config
+        model_config = loaded.model.config
         peak = build_peak(resolved, cfg.precision)
         total = len(plan.batch_sizes) * len(plan.seq_lens)
         cells: list[dict[str, Any]] = []

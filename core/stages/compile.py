@@ -50,7 +50,8 @@ def run(ctx: StageContext, resolved: Resolved, loaded: Loaded, graphs: Graphs) -
         request = BuildRequest(
             profile=resolved.profile,
             precision=config.precision,
-            reference=loaded.model.model,
+            reference_loader=lambda: loaded.model.model,
+            config=loaded.model.config,
             input_names=loaded.input_names,
             graphs=graphs,
             batch_size=resolved.batch_size,

@@ -27,7 +27,7 @@ def run(ctx: StageContext, resolved: Resolved, loaded: Loaded) -> Graphs:
     with ctx.stage("export") as summary:
         if "onnx" in formats:
             onnx, reused = export_onnx(
-                model.model,
+                model,
                 input_names=model.family.input_names,
                 weights_sha256=model.weights_sha256,
                 static_shape=resolved.static_shape,

@@ -65,7 +65,7 @@ def run(ctx: StageContext, resolved: Resolved) -> Loaded:
                 resolved.batch_size,
                 resolved.seq_len,
             )
-        params = sum(p.numel() for p in loaded.model.parameters())
+        params = loaded.parameters
         summary |= {
             "parameters": params,
             "examples": len(examples),
@@ -75,9 +75,9 @@ def run(ctx: StageContext, resolved: Resolved) -> Loaded:
             "trust_remote_code": card.trust_remote_code,
         }
         log.info(
-            "loaded %s: %.2fM parameters; %d examples in %d batches of up to %d (%s padding)",
+            "loaded %s: %s parameters; %d examples in %d batches of up to %d (%s padding)",
             card.name,
-            params / 1e6,
+            f"{params / 1e6:.2f}M" if params is not None else "(random weights, not built yet)",
             len(examples),
             len(plan),
             resolved.batch_size,

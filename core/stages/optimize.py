@@ -46,7 +46,7 @@ def run(ctx: StageContext, resolved: Resolved, loaded: Loaded, graphs: Graphs) -
                 )
             )
         if wants_fusion:
-            heads, hidden = model_shape(loaded.model.model)
+            heads, hidden = model_shape(loaded.model.config)
             fused, counts, cached = fuse_transformer(onnx, num_heads=heads, hidden_size=hidden)
             summary |= {"path": str(fused), "fused": counts, "cached": cached}
             ctx.emit(

@@ -163,7 +163,7 @@ def _achieved(
 
     padded = throughput["tokens_per_s"] / max(1e-9, 1 - throughput["padding_waste"])
     return achieved(
-        loaded.model.model.config,
+        loaded.model.config,
         len(resolved.card.labels),
         throughput["samples_per_s"],
         padded / throughput["samples_per_s"],
