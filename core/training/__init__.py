@@ -4,12 +4,31 @@ Recipes name everything a shipped model needs; ``train`` runs one, keeps the bes
 on dev, reports test, saves a Hugging Face directory and writes the model card.
 """
 
-from kiln_lab.core.training.batches import epoch_order
-from kiln_lab.core.training.evaluation import evaluate
-from kiln_lab.core.training.loop import TrainingProgress, train
-from kiln_lab.core.training.recipes import RECIPES, Recipe, get_recipe
-from kiln_lab.core.training.record import TrainingReport
-from kiln_lab.core.training.vocabulary import SPECIAL_TOKENS, build_tokenizer, build_vocabulary
+from importlib import import_module
+from typing import Any
+
+# Names load on first use (PEP 562): the CLI builds its parser from the recipe list
+# without importing the training loop and its numerics.
+_HOMES = {
+    "epoch_order": "batches",
+    "evaluate": "evaluation",
+    "TrainingProgress": "loop",
+    "train": "loop",
+    "RECIPES": "recipes",
+    "Recipe": "recipes",
+    "get_recipe": "recipes",
+    "TrainingReport": "record",
+    "SPECIAL_TOKENS": "vocabulary",
+    "build_tokenizer": "vocabulary",
+    "build_vocabulary": "vocabulary",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f"{__name__}.{_HOMES[name]}"), name)
+
 
 __all__ = [
     "RECIPES",

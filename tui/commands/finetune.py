@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from kiln_lab.core.paths import assets_dir
-from kiln_lab.core.training import RECIPES, TrainingProgress, TrainingReport, get_recipe, train
+from kiln_lab.core.training.recipes import RECIPES, get_recipe
 from kiln_lab.tui.commands.console import err, out, print_json
 
 __all__ = ["add_finetune_parser", "cmd_finetune"]
@@ -110,6 +110,8 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
     last_phase = ""
 
+    from kiln_lab.core.training import TrainingProgress, train
+
     def on_progress(p: TrainingProgress) -> None:
         nonlocal last_phase
         label = f"{recipe.name}: {p.phase}"
@@ -152,7 +154,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_summary(report: TrainingReport) -> None:
+def _print_summary(report: Any) -> None:
     from rich.table import Table
 
     primary = "entity_f1" if "entity_f1" in report.test else "accuracy"

@@ -12,7 +12,7 @@ import argparse
 import sys
 from typing import Any
 
-from kiln_lab.core.models.families import TASKS
+from kiln_lab.core.data.types import TASKS
 from kiln_lab.tui.commands.console import err, out, print_json
 
 
