@@ -289,6 +289,10 @@ class Runtime(ABC):
             return Conversion(None, "fp32 keeps the weights as trained")
         return Conversion(None, f"{profile.name} builds {precision} in its compile step")
 
+    def require(self, profile: Profile, precision: str) -> None:  # noqa: B027 - optional hook
+        """Raise ``ToolchainMissing`` when a library this build needs is absent, so the
+        run is refused before it starts (preflight) rather than in its quantize stage."""
+
     def conversion_source(self, profile: Profile, kind: str, graphs: Graphs) -> Path:
         """The graph a conversion starts from (asked only where :meth:`conversion` said)."""
         raise ConfigError(f"runtime {self.name!r} converts no graphs itself")

@@ -13,7 +13,7 @@ import logging
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -23,9 +23,14 @@ from kiln_lab.core.runtimes.base import (
     BuildRequest,
     Built,
     CompiledModel,
+    Conversion,
+    Graphs,
     Runtime,
     cpu_affinity,
 )
+
+if TYPE_CHECKING:
+    from kiln_lab.core.profiles import Profile
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +133,23 @@ class OpenVINOModel(CompiledModel):
 
 class OpenVINORuntime(Runtime):
     name: ClassVar[str] = "openvino"
-    precisions: ClassVar[frozenset[str]] = frozenset(HINTS)
+    precisions: ClassVar[frozenset[str]] = frozenset((*HINTS, "int8"))
+
+    def conversion(self, profile: Profile, precision: str) -> Conversion:
+        if precision == "int8":
+            return Conversion("nncf-int8", "NNCF post-training quantization to OpenVINO IR")
+        return super().conversion(profile, precision)
+
+    def require(self, profile: Profile, precision: str) -> None:
+        if precision == "int8":
+            from kiln_lab.core.quantize_nncf import nncf_version
+
+            nncf_version()
+
+    def conversion_source(self, profile: Profile, kind: str, graphs: Graphs) -> Path:
+        """NNCF reads the plain export: OpenVINO fuses attention itself."""
+        assert graphs.onnx is not None, "conversions start from the exported ONNX graph"
+        return graphs.onnx
 
     def build(self, request: BuildRequest) -> Built:
         graphs, profile = request.graphs, request.profile
@@ -137,7 +158,8 @@ class OpenVINORuntime(Runtime):
             raise ConfigError("OpenVINO needs the export stage's ONNX graph")
         model = OpenVINOModel(
             path,
-            precision=request.precision,
+            # int8 comes as FakeQuantize nodes in the IR; what NNCF left in float runs f32.
+            precision="fp32" if request.precision == "int8" else request.precision,
             threads=profile.defaults.intra_op_threads,
             instances=profile.defaults.instances,
             performance_hint=profile.openvino.performance_hint,

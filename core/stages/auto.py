@@ -33,6 +33,7 @@ CANDIDATES: tuple[tuple[str, str], ...] = (
     ("cpu-onnxruntime", "int8"),
     ("cpu-openvino", "fp32"),
     ("cpu-openvino", "bf16"),
+    ("cpu-openvino", "int8"),
     ("cpu-torch", "fp32"),
     ("cpu-torch", "bf16"),
 )
@@ -43,6 +44,7 @@ _NEEDS = {"bf16": ("avx512_bf16", "amx_bf16"), "int8": ("avx512_vnni", "amx_int8
 def candidates(cfg: RunConfig) -> tuple[list[tuple[str, str]], list[dict[str, str]]]:
     """The builds worth trying on this machine, and the others with why not."""
     from kiln_lab.core.profiles import check_availability, get_profile
+    from kiln_lab.core.runtimes import get_runtime
 
     flags = set(cpu_info()["flags"])
     chosen, skipped = [], []
@@ -59,6 +61,11 @@ def candidates(cfg: RunConfig) -> tuple[list[tuple[str, str]], list[dict[str, st
             why = f"this CPU has no {' or '.join(needs)}: {precision} would be emulated"
         elif not availability.available:
             why = availability.reason
+        else:
+            try:
+                get_runtime(profile.runtime).require(profile, precision)
+            except KilnError as exc:
+                why = exc.message
         if why:
             skipped.append({"profile": profile_name, "precision": precision, "why": why})
         else:

@@ -51,7 +51,48 @@ def run(ctx: StageContext, resolved: Resolved, loaded: Loaded, graphs: Graphs) -
         return Quantized(graphs)
     if conversion.kind == "fp16":
         return _half(ctx, resolved, graphs)
+    if conversion.kind == "nncf-int8":
+        return _nncf(ctx, resolved, loaded, graphs)
     return _int8(ctx, resolved, loaded, graphs)
+
+
+def _nncf(ctx: StageContext, resolved: Resolved, loaded: Loaded, graphs: Graphs) -> Quantized:
+    """int8 for OpenVINO through NNCF, calibrated on the train split (or the part of a
+    user's file held apart). Its accuracy is measured by the evaluation and the paired
+    comparison with fp32; Kiln's guard repairs ONNX Runtime's int8 only."""
+    from kiln_lab.core.quantize_nncf import nncf_version, quantize_openvino
+
+    profile = resolved.profile
+    with ctx.stage("quantize") as summary:
+        nncf_version()  # a clear "install NNCF" before any work
+        source = resolved.runtime.conversion_source(profile, "nncf-int8", graphs)
+        samples = ctx.config.calibration_samples or profile.int8.calibration_samples
+        calibration = calibration_set(resolved, loaded, samples)
+        path, cached, meta = quantize_openvino(source, calibration, loaded.input_names)
+        summary |= {
+            "recipe": "nncf",
+            "source": str(source),
+            "calibration": {
+                "samples": calibration.samples,
+                "sha256": calibration.sha256,
+                "source": calibration.source,
+                "used_for": "calibration",
+            },
+            "path": str(path),
+            "cached": cached,
+            "quantized_nodes": meta.get("fake_quantize_nodes"),
+        }
+        if ctx.config.guard and not loaded.model.perf_only:
+            log.info(
+                "the accuracy guard repairs ONNX Runtime int8 only: this build's drop against "
+                "fp32 is measured by the evaluation's paired comparison"
+            )
+        ctx.emit(
+            ArtifactWritten(
+                "quantize", "openvino-int8", str(path), "", path.stat().st_size, {"recipe": "nncf"}
+            )
+        )
+    return Quantized(dataclasses.replace(graphs, converted=path), dict(summary))
 
 
 def _int8(ctx: StageContext, resolved: Resolved, loaded: Loaded, graphs: Graphs) -> Quantized:

@@ -89,6 +89,7 @@ def preflight(cfg: RunConfig, *, on_this_host: bool = True) -> Resolved:
     if on_this_host:
         require_available(profile)
     profile.require_precision(cfg.precision)
+    get_runtime(profile.runtime).require(profile, cfg.precision)
     _refuse_calibration_for_dynamic(cfg, profile)
     if cfg.dataset_file:
         check_task(cfg.dataset_file, card.name, card.task)  # before labels: names both tasks

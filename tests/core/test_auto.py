@@ -25,9 +25,9 @@ def test_candidates_follow_the_cpu_and_the_named_parts(monkeypatch: pytest.Monke
     assert all("emulated" in s["why"] for s in skipped)
     _flags(monkeypatch, "avx512_vnni", "amx_bf16", "amx_int8")
     chosen, _ = auto.candidates(RunConfig(model="m", profile="cpu-openvino", precision="auto"))
-    assert chosen == [("cpu-openvino", "fp32"), ("cpu-openvino", "bf16")]
+    assert chosen == [("cpu-openvino", "fp32"), ("cpu-openvino", "bf16"), ("cpu-openvino", "int8")]
     chosen, _ = auto.candidates(RunConfig(model="m", profile="auto", precision="int8"))
-    assert chosen == [("cpu-onnxruntime", "int8")]
+    assert chosen == [("cpu-onnxruntime", "int8"), ("cpu-openvino", "int8")]
 
 
 def _tried(profile: str, precision: str, speed: float, within: bool) -> auto.Tried:

@@ -211,3 +211,25 @@ def test_fp16_keeps_layernorm_and_softmax_in_fp32(
     assert graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     assert any(i.data_type == onnx.TensorProto.FLOAT16 for i in graph.initializer)
     assert result["parity"]["status"] in ("pass", "warn")
+
+
+def test_openvino_int8_through_nncf(tiny_assets: Path, kiln_home: Path) -> None:
+    """OpenVINO's own int8: NNCF's FakeQuantize IR, cached like every artifact, run by
+    the CPU plugin, checked for parity and scored like any other build."""
+    pytest.importorskip("nncf", reason="the openvino-int8 extra (NNCF) is not installed")
+    config = RunConfig(
+        model="tiny-ner-bert",
+        profile="cpu-openvino",
+        precision="int8",
+        limit=24,
+        calibration_samples=16,
+        paired=False,
+    )
+    events: list = []
+    result = run_pipeline(config, "ov-int8", events.append)
+    quant = result["quantization"]
+    assert quant["recipe"] == "nncf" and quant["quantized_nodes"] > 0
+    assert quant["path"].endswith("model.xml") and not quant["cached"]
+    assert result["parity"]["status"] in ("pass", "warn") and result["metrics"]
+    again = run_pipeline(config, "ov-int8-again", lambda e: None)
+    assert again["quantization"]["cached"] and again["metrics"] == result["metrics"]
