@@ -60,6 +60,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/tui_bench.py
 	$(BIN)/python bench/int8_speed.py
 	$(BIN)/python bench/compare.py
+	$(BIN)/python bench/builds.py
 
 clean-venv:
 	rm -rf $(VENV)
