@@ -513,6 +513,8 @@ class RunResult(_Part):
     seq_len: int | None = None
     padding: str | None = None
     examples: int | None = None
+    worker: Mapping[str, Any] | None = None
+    """The process that ran the pipeline: its pid and peak resident memory (MB)."""
     auto: Mapping[str, Any] | None = None
     """``--profile/--precision auto``: every build tried, its figures, and why one won."""
     held_apart: Mapping[str, Any] | None = None

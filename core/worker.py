@@ -157,8 +157,19 @@ def execute_run(store: RunStore, run_id: str, *, kill_at_stage: str | None = Non
         for lg, level in previous:
             lg.removeHandler(handler)
             lg.setLevel(level)
+    result["worker"] = {"pid": os.getpid(), "peak_rss_mb": _peak_rss_mb()}
     emit.finish(RunFinished("succeeded", result=result))
     return 0
+
+
+def _peak_rss_mb() -> float | None:
+    """The worker's own peak resident memory: the figure an operator sizes a host by
+    (the client that launched it is a small process of its own)."""
+    try:
+        import resource
+    except ImportError:  # not on this platform
+        return None
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)
 
 
 def main(argv: list[str] | None = None) -> int:

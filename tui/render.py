@@ -116,6 +116,8 @@ def result_table(result: RunResult) -> Table:
         if thr.peak_suspect:
             line += f" [suspect: {thr.peak_suspect}]"
         table.add_row("compute", line)
+    if result.worker and result.worker.get("peak_rss_mb"):
+        table.add_row("worker", f"peak memory {result.worker['peak_rss_mb']:,.0f} MB")
     if thr.load and thr.load.get("busy"):
         table.add_row("machine", f"busy while timed: {thr.load['busy']}")
     operators = result.benchmark.operators if result.benchmark is not None else None

@@ -44,6 +44,8 @@ def test_run_json_prints_exactly_one_object(tiny_assets: Path, kiln_home: Path) 
         assert key in data, key
     assert data["status"] == "succeeded"
     assert {"entity_f1", "token_accuracy"} <= set(data["metrics"])
+    # The worker's own peak memory (the process that ran the pipeline), in MB.
+    assert isinstance(data["worker"]["pid"], int) and data["worker"]["peak_rss_mb"] > 50
     listing = json.loads(kiln("runs", "--json", home=kiln_home).stdout)
     assert listing[0]["id"] == data["run_id"]
     shown = json.loads(kiln("show", data["run_id"], "--json", home=kiln_home).stdout)

@@ -450,6 +450,7 @@ def _json_result(record: Any) -> dict[str, Any]:
         "perf_only": result.perf_only,
         "examples": result.examples,
         "held_apart": dict(result.held_apart) if result.held_apart is not None else None,
+        "worker": dict(result.worker) if result.worker is not None else None,
         "metrics": section(result.metrics),
         "throughput_samples_per_s": throughput.get("samples_per_s"),
         "latency_p50_ms": latency.get("p50_ms"),
