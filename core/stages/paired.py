@@ -32,9 +32,11 @@ def reference_model(loaded: Loaded, compiled: Compiled) -> tuple[CompiledModel, 
     graphs = compiled.request.graphs
     if graphs.onnx is not None and graphs.onnx.exists():
         try:
+            from kiln_lab.core.runtimes.memo import remembered
             from kiln_lab.core.runtimes.onnxruntime import OnnxRuntimeModel
 
-            return OnnxRuntimeModel(graphs.onnx), "onnxruntime fp32 (exported graph)"
+            model = remembered(OnnxRuntimeModel(graphs.onnx), graphs.onnx)
+            return model, "onnxruntime fp32 (exported graph)"
         except ImportError:  # pragma: no cover - onnxruntime is a core dependency
             pass
     from kiln_lab.core.runtimes.torch import TorchModel
@@ -82,6 +84,7 @@ def compare_with_fp32(
         total=len(order),
         confidence=cfg.confidence,
     ).outcomes
+    model.close()  # a remembered reference keeps its logits for the next run
     assert reference is not None
     difference = paired_outcomes(reference, candidate, cfg.confidence)
     points = budget_in_points(cfg.accuracy_budget, cfg.budget_mode, difference.reference)
