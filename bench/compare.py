@@ -19,8 +19,11 @@
    target >= 0.95 (shards keep bucketing's speed within 5%). ``--only-order`` runs
    this part alone.
 
-Prints absolute figures, ratios against their targets, the machine and the versions;
-exits non-zero when a target is missed. ``python bench/compare.py [--model NAME]``.
+Prints absolute figures, ratios against their targets, the machine and the versions.
+Speed ratios are medians of interleaved pairs with a sign-test interval
+(bench/paired.py): a target is met or missed only when the interval says so, otherwise
+the check is "undecided"; exit 1 when a target is missed, 3 when one is undecided.
+``python bench/compare.py [--model NAME] [--pairs N]``.
 """
 
 from __future__ import annotations
@@ -29,14 +32,19 @@ import argparse
 import json
 import logging
 import os
+import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from kiln_lab.core.environment import environment  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from paired import Paired, exit_code, run_pairs  # noqa: E402
 
 TARGET_VS_PIPELINE = 6.0
 TARGET_F1_POINTS = 1.0
@@ -73,24 +81,20 @@ def kiln_run(
     return run_pipeline(config, f"bench-{precision}-{padding}-{order}", lambda event: None)
 
 
-def order_cost(model: str, limit: int | None, trials: int = 3) -> dict:
-    """Random shards vs the whole split sorted: evaluate-stage wall time, interleaved."""
-    times: dict[str, list[float]] = {"sorted": [], "shards": []}
+def order_cost(model: str, limit: int | None, trials: int = 5) -> dict:
+    """Random shards vs the whole split sorted: evaluate-stage speed, in ABBA pairs."""
+    pair = Paired("random shards", "whole split sorted")
     waste: dict[str, float] = {}
     kiln_run(model, "int8", "bucket", limit)  # warm: export, quantize and caches
-    for _ in range(trials):
-        for order in ("sorted", "shards"):
+    for index in range(trials):
+        rates = {}
+        for order in ("shards", "sorted") if index % 2 == 0 else ("sorted", "shards"):
             result = kiln_run(model, "int8", "bucket", limit, order=order)
-            times[order].append(result["stages"]["evaluate"])
+            rates[order] = result["examples"] / result["stages"]["evaluate"]
             waste[order] = result["throughput"]["padding_waste"]
-    best = {order: min(values) for order, values in times.items()}
-    return {
-        "sorted_s": best["sorted"],
-        "shards_s": best["shards"],
-        "ratio": best["sorted"] / best["shards"],
-        "trials_s": times,
-        "padding_waste": waste,
-    }
+        pair.rates_a.append(rates["shards"])
+        pair.rates_b.append(rates["sorted"])
+    return pair.to_dict(TARGET_ORDER) | {"ratio": pair.median, "padding_waste": waste}
 
 
 def pipeline_baseline(model: str, limit: int | None, *, split_words: bool) -> dict:
@@ -152,7 +156,7 @@ def pipeline_baseline(model: str, limit: int | None, *, split_words: bool) -> di
     }
 
 
-def harness_overhead(model: str, limit: int | None, repeats: int = 5) -> dict:
+def harness_overhead(model: str, limit: int | None, repeats: int = 7) -> dict:
     """Kiln's evaluate() (real store, checkpoints) vs a bare session loop, same batches."""
     from kiln_lab.core.data import load_builtin
     from kiln_lab.core.encode import BatchEncoder
@@ -203,20 +207,23 @@ def harness_overhead(model: str, limit: int | None, repeats: int = 5) -> dict:
             ),
         )
 
-    bare()  # warm-up: first-run allocations in ONNX Runtime
-    bare_times, kiln_times = [], []
-    for _ in range(repeats):
-        for runner, times in ((bare, bare_times), (kiln, kiln_times)):
-            start = time.perf_counter()
+    def counted(runner: Callable[[], None]) -> Callable[[], float]:
+        def trial() -> float:
             runner()
-            times.append(time.perf_counter() - start)
-    best_bare, best_kiln = min(bare_times), min(kiln_times)
-    return {
-        "bare_s": best_bare,
-        "kiln_s": best_kiln,
-        "ratio": best_bare / best_kiln,
-        "bare_trials_s": bare_times,
-        "kiln_trials_s": kiln_times,
+            return float(len(examples))
+
+        return trial
+
+    pair = run_pairs(
+        ("Kiln evaluate", counted(kiln)),
+        ("bare ORT loop", counted(bare)),
+        pairs=repeats,
+        min_seconds=1.5,
+    )
+    return pair.to_dict(TARGET_HARNESS) | {
+        "ratio": pair.median,
+        "kiln_s": len(examples) / statistics.median(pair.rates_a),
+        "bare_s": len(examples) / statistics.median(pair.rates_b),
     }
 
 
@@ -225,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="zh-ner-tiny")
     parser.add_argument("--limit", type=int, help="first N test sentences (default: all)")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--pairs", type=int, default=5, help="pairs for the headline ratio")
     parser.add_argument(
         "--only-order", action="store_true", help="only part 4: random shards vs sorted"
     )
@@ -234,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.only_order:
         order = order_cost(args.model, args.limit)
         print(json.dumps(order, indent=2) if args.json else _order_line(order))
-        return 0 if order["ratio"] >= TARGET_ORDER else 1
+        return exit_code([order["verdict"]])
     from kiln_lab.core.models import get_card
 
     fixed_len = min(VENDOR_FIXED_LENGTH, get_card(args.model).max_seq_len)
@@ -246,6 +254,19 @@ def main(argv: list[str] | None = None) -> int:
     baseline = pipeline_baseline(args.model, args.limit, split_words=True)
     raw_text = pipeline_baseline(args.model, args.limit, split_words=False)
     kiln = kiln_run(args.model, "int8", "bucket", args.limit)
+    # The headline ratio in interleaved pairs: Kiln's evaluation against the faster way
+    # of calling the pipeline, run after run, so a busy moment falls on both.
+    split_words = baseline["samples_per_s"] >= raw_text["samples_per_s"]
+    versus = Paired("Kiln int8, bucketing", "transformers pipeline fp32")
+    for index in range(args.pairs):
+        runs = ("kiln", "pipeline") if index % 2 == 0 else ("pipeline", "kiln")
+        for which in runs:
+            if which == "kiln":
+                again = kiln_run(args.model, "int8", "bucket", args.limit)
+                versus.rates_a.append(again["examples"] / again["stages"]["evaluate"])
+            else:
+                cell = pipeline_baseline(args.model, args.limit, split_words=split_words)
+                versus.rates_b.append(cell["samples_per_s"])
     fixed = kiln_run(args.model, "int8", "fixed", args.limit, seq_len=fixed_len)
     fp32 = kiln_run(args.model, "fp32", "bucket", args.limit)
     harness = harness_overhead(args.model, args.limit)
@@ -270,6 +291,7 @@ def main(argv: list[str] | None = None) -> int:
         "kiln_fp32_bucket": row(fp32),
         "harness": harness,
         "order": order,
+        "vs_pipeline": versus.to_dict(TARGET_VS_PIPELINE),
     }
     speed = figures["kiln_int8_bucket"]["samples_per_s"]
     # Speed against the faster of the two ways to call the pipeline; accuracy against
@@ -279,60 +301,65 @@ def main(argv: list[str] | None = None) -> int:
     checks = [
         (
             f"Kiln int8+bucketing vs transformers pipeline fp32 on {fastest['inputs']}, "
-            "the faster (samples/s)",
-            speed / fastest["samples_per_s"],
+            f"the faster (samples/s, median of {args.pairs} pairs)",
+            versus.median,
             f">= {TARGET_VS_PIPELINE}",
-            speed / fastest["samples_per_s"] >= TARGET_VS_PIPELINE,
+            versus.verdict(TARGET_VS_PIPELINE),
         ),
         (
             "Entity F1 drop vs the pipeline on the same words (points)",
             f1_drop,
             f"<= {TARGET_F1_POINTS}",
-            f1_drop <= TARGET_F1_POINTS,
+            "met" if f1_drop <= TARGET_F1_POINTS else "missed",
         ),
         (
-            "Kiln evaluate loop vs bare ORT loop (speed ratio)",
+            "Kiln evaluate loop vs bare ORT loop (speed ratio, median of pairs)",
             harness["ratio"],
             f">= {TARGET_HARNESS}",
-            harness["ratio"] >= TARGET_HARNESS,
+            harness["verdict"],
         ),
         (
-            "Random shards vs the whole split sorted (speed ratio, evaluate stage)",
+            "Random shards vs the whole split sorted (speed ratio, median of pairs)",
             order["ratio"],
             f">= {TARGET_ORDER}",
-            order["ratio"] >= TARGET_ORDER,
+            order["verdict"],
         ),
         (
             f"Bucketing vs fixed padding to {fixed_len} (speed-up)",
             speed / figures["kiln_int8_fixed"]["samples_per_s"],
             "report",
-            True,
+            "report",
         ),
         (
             "Kiln int8 vs Kiln fp32 (speed-up)",
             speed / figures["kiln_fp32_bucket"]["samples_per_s"],
             "report",
-            True,
+            "report",
         ),
     ]
-    figures["checks"] = [{"name": n, "value": v, "target": t, "ok": ok} for n, v, t, ok in checks]
+    figures["checks"] = [
+        {"name": n, "value": v, "target": t, "verdict": verdict} for n, v, t, verdict in checks
+    ]
     if args.json:
         print(json.dumps(figures, indent=2, default=str))
     else:
         print_figures(figures, checks, fixed_len)
-    return 0 if all(ok for *_, ok in checks) else 1
+    return exit_code([verdict for *_, verdict in checks if verdict != "report"])
+
+
+def _pair_line(name: str, pair: dict) -> str:
+    low, high = pair["interval"]
+    return (
+        f"  {name}: {pair['a']} / {pair['b']} median {pair['median_ratio']:.3f} over "
+        f"{len(pair['ratios'])} pairs, 95% interval {low:.3f}-{high:.3f} "
+        f"(ratios {', '.join(f'{r:.3f}' for r in pair['ratios'])})"
+    )
 
 
 def _order_line(order: dict) -> str:
-    trials = " / ".join(
-        f"{a:.2f}:{b:.2f}"
-        for a, b in zip(order["trials_s"]["sorted"], order["trials_s"]["shards"], strict=True)
-    )
-    return (
-        f"  order: whole split sorted {order['sorted_s']:.2f} s, random shards "
-        f"{order['shards_s']:.2f} s, ratio {order['ratio']:.3f} (best of "
-        f"{len(order['trials_s']['sorted'])}; trials sorted:shards s {trials}; padding waste "
-        f"{order['padding_waste']['sorted']:.1%} vs {order['padding_waste']['shards']:.1%})"
+    return _pair_line("order", order) + (
+        f"; padding waste {order['padding_waste']['sorted']:.1%} sorted vs "
+        f"{order['padding_waste']['shards']:.1%} shards"
     )
 
 
@@ -361,19 +388,15 @@ def print_figures(figures: dict, checks: list, fixed_len: int) -> None:
             f"  {label}: {cell['samples_per_s']:8.1f} samples/s  F1 {cell['entity_f1']:.4f}  "
             f"({cell['tokens_per_s']:.0f} tokens/s, padding {cell['padding_waste']:.1%}{recipe})"
         )
-    trials = " / ".join(
-        f"{b * 1e3:.0f}:{k * 1e3:.0f}"
-        for b, k in zip(harness["bare_trials_s"], harness["kiln_trials_s"], strict=True)
-    )
     print(
         f"  harness: bare ORT {harness['bare_s'] * 1e3:.1f} ms, Kiln evaluate "
-        f"{harness['kiln_s'] * 1e3:.1f} ms (best of {len(harness['bare_trials_s'])}; "
-        f"trials bare:Kiln ms {trials})"
+        f"{harness['kiln_s'] * 1e3:.1f} ms a pass (medians)"
     )
+    print(_pair_line("harness", harness))
+    print(_pair_line("vs pipeline", figures["vs_pipeline"]))
     print(_order_line(figures["order"]))
-    for name, value, target, ok in checks:
-        mark = "ok  " if ok else "MISS"
-        print(f"[{mark}] {name}: {value:.3f} (target {target})")
+    for name, value, target, verdict in checks:
+        print(f"[{verdict:9s}] {name}: {value:.3f} (target {target})")
 
 
 if __name__ == "__main__":
