@@ -158,7 +158,10 @@ def test_benchmark_only_run_prints_the_grid(tiny_assets: Path, kiln_home: Path) 
         assert cell["samples_per_s"] > 0 and len(cell["samples_per_s_trials"]) == 2
         assert cell["latency"]["p99_ms"] >= cell["latency"]["p50_ms"]
         assert cell["percent_of_peak"] > 0 or cell["peak_suspect"]
-        assert cell["peak_kernel"] == "ONNX Runtime MatMul fp32" and "other_cores" in cell["load"]
+        assert (
+            cell["peak_kernel"].startswith("ONNX Runtime MatMul fp32")
+            and "other_cores" in cell["load"]
+        )
     assert any(isinstance(e, StageSkipped) and e.stage_name == "evaluate" for e in events)
     # Where the time goes at the largest cell, from ONNX Runtime's own profiler.
     operators = result["benchmark"]["operators"]
