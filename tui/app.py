@@ -98,6 +98,10 @@ class KilnApp(App[int]):
         self._load_catalogue()
         self._open_store()
 
+    def reload_catalogue(self) -> None:
+        """Read the cards and profiles again (a card was added)."""
+        self._load_catalogue()
+
     @work(thread=True, exit_on_error=False, group="catalogue")
     def _load_catalogue(self) -> None:
         """Ask ``python -m kiln_lab.tui.probe`` (see there why a process); it answers twice."""

@@ -92,7 +92,7 @@ def quick_parity(card: ModelCard, *, samples: int = CHECK_SAMPLES) -> ParityRepo
     loaded = load_model(card)
     family = loaded.family
     names = family.input_names
-    onnx, _ = export_onnx(loaded.model, input_names=names, weights_sha256=loaded.weights_sha256)
+    onnx, _ = export_onnx(loaded, input_names=names, weights_sha256=loaded.weights_sha256)
     batches = synthetic_batches(
         loaded.tokenizer,
         names,

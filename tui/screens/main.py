@@ -64,6 +64,8 @@ class MainScreen(MonitorScreen):
         self.catalogue: Catalogue | None = None
         self.last_config: dict[str, Any] | None = None
         self._start_when_ready: bool | None = None
+        self._added_model: str | None = None
+        """A card added from the app, to be chosen once the catalogue has read it."""
         """A run asked for before the catalogue was in: None, or whether it is the demo."""
 
     def compose_left(self) -> ComposeResult:
@@ -84,6 +86,10 @@ class MainScreen(MonitorScreen):
             self.selection = pick_default(catalogue, self.last_config)
         self.query_one(SetupPanel).load(catalogue, self.selection)
         self.selection = self.query_one(SetupPanel).selection
+        added = self._added_model
+        if added is not None and catalogue.model(added) is not None:
+            self._added_model = None
+            self.query_one(SetupPanel).set_value("model", added)
         if self._start_when_ready is not None:
             demo, self._start_when_ready = self._start_when_ready, None
             self.action_start_run(demo=demo)
@@ -140,6 +146,17 @@ class MainScreen(MonitorScreen):
             root=Path.cwd(),
         )
         self.app.push_screen(screen, chosen)
+
+    def on_setup_panel_model_add_requested(self, message: SetupPanel.ModelAddRequested) -> None:
+        """A model directory of the operator's own, added as a card and then chosen."""
+        from kiln_lab.tui.screens.add_model import AddModelScreen
+
+        def added(name: str | None) -> None:
+            if name is not None:
+                self._added_model = name  # chosen once the catalogue has read its card
+                self.kiln.reload_catalogue()
+
+        self.app.push_screen(AddModelScreen(), added)
 
     def on_setup_panel_count_requested(self, message: SetupPanel.CountRequested) -> None:
         """Any count of examples (or all), typed."""

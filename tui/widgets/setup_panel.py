@@ -53,6 +53,14 @@ BROWSE = DataFile("", None)
 
 
 @dataclass(frozen=True)
+class AddModel:
+    """The model picker's last entry: it opens the "Add a model" dialog."""
+
+
+ADD_MODEL = AddModel()
+
+
+@dataclass(frozen=True)
 class Picker:
     key: str
     """The Selection field it sets."""
@@ -84,6 +92,13 @@ def choices(key: str, catalogue: Catalogue, selection: Selection) -> list[Choice
             out.append(
                 Choice(label, entry.name, f"{entry.family} · {entry.task_short} · {weights}")
             )
+        out.append(
+            Choice(
+                Text("add a model…", style="italic"),
+                ADD_MODEL,
+                "a Hugging Face directory of your own: its card is read off it and checked",
+            )
+        )
         return out
     if key == "dataset":
         default = model.default_dataset if model else "the card's"
@@ -199,6 +214,13 @@ class SetupPanel(Widget, can_focus=True):
             super().__init__()
             self.panel = panel
 
+    class ModelAddRequested(Message):
+        """The operator wants to add a model directory of their own."""
+
+        def __init__(self, panel: SetupPanel) -> None:
+            super().__init__()
+            self.panel = panel
+
     class CountRequested(Message):
         """The operator wants to type how many examples to score."""
 
@@ -234,6 +256,9 @@ class SetupPanel(Widget, can_focus=True):
         if value is BROWSE:
             self.post_message(self.FileRequested(self))
             return
+        if value is ADD_MODEL:
+            self.post_message(self.ModelAddRequested(self))
+            return
         selection = assign(self.selection, key, value)
         if key == "model" and value != self.selection.model:
             selection = selection.with_(
@@ -249,7 +274,7 @@ class SetupPanel(Widget, can_focus=True):
 
     def action_step(self, delta: int) -> None:
         picker = PICKERS[self.row]
-        offered = [c.value for c in self.options(picker.key) if c.value is not BROWSE]
+        offered = [c.value for c in self.options(picker.key) if c.value not in (BROWSE, ADD_MODEL)]
         if not offered:
             return
         current = value_of(self.selection, picker.key)
