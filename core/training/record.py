@@ -149,6 +149,7 @@ def card_data(
                 "source": REFERENCE_SOURCE,
                 # Said in full: a reader must not take it for a public test set's figure.
                 "note": f"Kiln's built-in test split of {recipe.dataset}, not a public test set",
+                "dataset": f"{recipe.dataset}:test",
             }
         ],
         "training": training,
