@@ -250,7 +250,8 @@ def _open(
         raise
     if [tuple(row) for row in verdict] != [("ok",)]:
         conn.close()
-        first = "; ".join(str(row[0]) for row in verdict[:2])
+        # SQLite's report spans lines ("*** in database main ***\nPage 5: ..."): one line.
+        first = "; ".join(" ".join(str(row[0]).split()) for row in verdict[:2])
         raise StoreError(
             f"the run store is damaged (SQLite's quick_check: {first[:200]}); "
             "nothing was read from it or written to it",
