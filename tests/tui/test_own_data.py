@@ -85,7 +85,7 @@ async def test_datasets_follow_the_model_task_and_a_file_is_picked(
         selection = main.selection
         assert (selection.dataset, selection.dataset_format) == (None, "tsv")
         assert selection.dataset_file == str((DATA / "sst2_sample.tsv").resolve())
-        assert "sst2_sample.tsv" in str(panel.render())
+        await until(pilot, lambda: "sst2_sample.tsv" in str(panel.render()))
         config = selection.to_config(main.catalogue)
         assert (config.dataset_file, config.dataset_format, config.dataset) == (
             selection.dataset_file,
