@@ -32,7 +32,7 @@ from kiln_lab.core.events import Event, RunFinished, from_record, to_record
 from kiln_lab.core.paths import kiln_home
 from kiln_lab.core.result import RunResult
 from kiln_lab.core.store_matrix import MATRIX_SCHEMA, MatrixTables
-from kiln_lab.core.store_open import WalWatch, open_store, translate
+from kiln_lab.core.store_open import WalWatch, locked, open_store, translate
 
 APPLICATION_ID = 0x4B494C4E  # "KILN"
 SCHEMA_VERSION = 2
@@ -174,29 +174,6 @@ def pid_alive(pid: int | None) -> bool:
         return True
 
 
-def _locked(method: Any) -> Any:
-    """Serialise a method on the store's lock (methods call each other: it is re-entrant)."""
-
-    def wrapper(self: RunStore, *args: Any, **kwargs: Any) -> Any:
-        with self._lock:
-            self._follow_wal()
-            try:
-                result = method(self, *args, **kwargs)
-                self._wal.remember()
-                return result
-            except sqlite3.Error as exc:
-                # A full disk, a read-only or damaged file: one line with the path and
-                # the fix (store_open.translate), never a SQLite traceback.
-                error = translate(exc, self.path, self.readonly_reason)
-                if error is None:
-                    raise
-                raise error from exc
-
-    wrapper.__name__ = method.__name__
-    wrapper.__doc__ = method.__doc__
-    return wrapper
-
-
 class RunStore(MatrixTables):
     """A connection to one store file; cheap to open, one per thread or process."""
 
@@ -317,7 +294,7 @@ class RunStore(MatrixTables):
         self.close()
 
     # -- runs ------------------------------------------------------------------------------
-    @_locked
+    @locked
     def create_run(self, config: dict[str, Any], *, run_id: str | None = None) -> str:
         run_id = run_id or new_run_id()
         now = time.time()
@@ -337,7 +314,7 @@ class RunStore(MatrixTables):
         )
         return run_id
 
-    @_locked
+    @locked
     def run(self, run_id: str) -> RunRecord:
         row = self._conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
         if row is None:
@@ -364,7 +341,7 @@ class RunStore(MatrixTables):
             )
         return rows[0]
 
-    @_locked
+    @locked
     def runs(self, limit: int | None = None) -> list[RunRecord]:
         sql = "SELECT * FROM runs ORDER BY created DESC"
         params: tuple = ()
@@ -405,7 +382,7 @@ class RunStore(MatrixTables):
             cancel_requested=cancel == CANCEL,
         )
 
-    @_locked
+    @locked
     def set_status(
         self,
         run_id: str,
@@ -444,7 +421,7 @@ class RunStore(MatrixTables):
         params.append(run_id)
         self._conn.execute(f"UPDATE runs SET {', '.join(sets)} WHERE id = ?", params)
 
-    @_locked
+    @locked
     def finish_run(self, run_id: str, event: RunFinished) -> int:
         """Append ``event`` and record its status, result and error in one transaction.
 
@@ -465,7 +442,7 @@ class RunStore(MatrixTables):
             raise
         return seq
 
-    @_locked
+    @locked
     def worker_started(self, run_id: str, pid: int) -> None:
         """Record a just-spawned worker as ``starting``, unless it already said more.
 
@@ -478,24 +455,24 @@ class RunStore(MatrixTables):
             (pid, time.time(), run_id, pid),
         )
 
-    @_locked
+    @locked
     def request_cancel(self, run_id: str) -> None:
         self._conn.execute(
             "UPDATE runs SET cancel_requested = 1, updated = ? WHERE id = ?", (time.time(), run_id)
         )
 
-    @_locked
+    @locked
     def clear_cancel(self, run_id: str) -> None:
         self._conn.execute("UPDATE runs SET cancel_requested = 0 WHERE id = ?", (run_id,))
 
-    @_locked
+    @locked
     def cancel_requested(self, run_id: str) -> bool:
         row = self._conn.execute(
             "SELECT cancel_requested FROM runs WHERE id = ?", (run_id,)
         ).fetchone()
         return bool(row and row[0] == CANCEL)
 
-    @_locked
+    @locked
     def request_stop_evaluation(self, run_id: str) -> None:
         """Ask a run to stop evaluating at its next shard boundary, keep the figures so far
         (with their interval for the whole split) and go on to its later stages: the app's
@@ -506,14 +483,14 @@ class RunStore(MatrixTables):
             (STOP_EVALUATION, time.time(), run_id),
         )
 
-    @_locked
+    @locked
     def stop_evaluation_requested(self, run_id: str) -> bool:
         row = self._conn.execute(
             "SELECT cancel_requested FROM runs WHERE id = ?", (run_id,)
         ).fetchone()
         return bool(row and row[0] == STOP_EVALUATION)
 
-    @_locked
+    @locked
     def mark_interrupted_if_dead(self, run_id: str) -> bool:
         """A run whose worker died without a last word is interrupted, not running forever."""
         rec = self.run(run_id)
@@ -526,7 +503,7 @@ class RunStore(MatrixTables):
     def append(self, run_id: str, event: Event) -> int:
         return self.append_many(run_id, [event])
 
-    @_locked
+    @locked
     def append_many(self, run_id: str, events: Iterable[Event]) -> int:
         """Append events in one short transaction; returns the last sequence number."""
         conn = self._conn
@@ -589,7 +566,7 @@ class RunStore(MatrixTables):
         conn.execute("UPDATE runs SET updated = ? WHERE id = ?", (time.time(), run_id))
         return seq
 
-    @_locked
+    @locked
     def last_seq(self, run_id: str) -> int:
         """The sequence number of the run's latest event (0 before any)."""
         (seq,) = self._conn.execute(
@@ -597,7 +574,7 @@ class RunStore(MatrixTables):
         ).fetchone()
         return int(seq)
 
-    @_locked
+    @locked
     def attempt_start(self, run_id: str) -> int:
         """The seq after which the run's latest attempt begins (0 for a first attempt).
 
@@ -618,7 +595,7 @@ class RunStore(MatrixTables):
             return finishes[1] if len(finishes) > 1 else 0
         return finishes[0]
 
-    @_locked
+    @locked
     def events(self, run_id: str, *, after: int = 0, limit: int | None = None) -> list[StoredEvent]:
         sql = "SELECT seq, kind, payload FROM events WHERE run_id = ? AND seq > ? ORDER BY seq"
         params: tuple = (run_id, after)
@@ -630,7 +607,7 @@ class RunStore(MatrixTables):
             for seq, kind, payload in self._conn.execute(sql, params).fetchall()
         ]
 
-    @_locked
+    @locked
     def metric_series(self, run_id: str, group: str, name: str) -> list[tuple[float, float]]:
         rows = self._conn.execute(
             "SELECT ts, value FROM metrics WHERE run_id = ? AND grp = ? AND name = ? ORDER BY seq",
@@ -638,7 +615,7 @@ class RunStore(MatrixTables):
         ).fetchall()
         return [(ts, value) for ts, value in rows]
 
-    @_locked
+    @locked
     def artifacts(self, run_id: str) -> list[dict[str, Any]]:
         rows = self._conn.execute(
             "SELECT stage, name, path, sha256, size, meta FROM artifacts WHERE run_id = ?",
@@ -650,7 +627,7 @@ class RunStore(MatrixTables):
         ]
 
     # -- checkpoints (resumable evaluation) ------------------------------------------------
-    @_locked
+    @locked
     def save_checkpoints(self, run_id: str, items: dict[str, Any]) -> None:
         """Several checkpoint entries in one short transaction."""
         conn = self._conn
@@ -666,7 +643,7 @@ class RunStore(MatrixTables):
             conn.execute("ROLLBACK")
             raise
 
-    @_locked
+    @locked
     def load_checkpoints(self, run_id: str, prefix: str) -> dict[str, Any]:
         rows = self._conn.execute(
             "SELECT key, payload FROM checkpoints WHERE run_id = ? AND key LIKE ?",

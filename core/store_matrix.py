@@ -20,13 +20,13 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from kiln_lab.core.errors import MatrixNotFound
-from kiln_lab.core.store_open import translate
+from kiln_lab.core.store_open import locked
 
 MATRIX_SCHEMA = """
 CREATE TABLE IF NOT EXISTS matrices (
@@ -114,27 +114,6 @@ def new_matrix_id() -> str:
     return "mx-" + time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
 
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _locked(method: F) -> F:
-    """Serialise on the store's lock; SQLite failures become one-line Kiln errors."""
-
-    def wrapper(self: MatrixTables, *args: Any, **kwargs: Any) -> Any:
-        with self._lock:
-            try:
-                return method(self, *args, **kwargs)
-            except sqlite3.Error as exc:
-                error = translate(exc, self.path, self.readonly_reason)
-                if error is None:
-                    raise
-                raise error from exc
-
-    wrapper.__name__ = method.__name__
-    wrapper.__doc__ = method.__doc__
-    return wrapper  # type: ignore[return-value]
-
-
 class MatrixTables:
     """The matrix methods of :class:`~kiln_lab.core.store.RunStore` (one short transaction
     each, like the run methods)."""
@@ -144,7 +123,7 @@ class MatrixTables:
     _lock: threading.RLock
     _conn: sqlite3.Connection
 
-    @_locked
+    @locked
     def create_matrix(
         self,
         spec: dict[str, Any],
@@ -184,7 +163,7 @@ class MatrixTables:
             raise
         return matrix_id
 
-    @_locked
+    @locked
     def matrix(self, matrix_id: str) -> MatrixRecord:
         """A matrix by id or unambiguous prefix."""
         row = self._conn.execute("SELECT * FROM matrices WHERE id = ?", (matrix_id,)).fetchone()
@@ -204,7 +183,7 @@ class MatrixTables:
             row = rows[0]
         return _matrix_record(row)
 
-    @_locked
+    @locked
     def matrices(self, limit: int | None = None) -> list[MatrixRecord]:
         sql = "SELECT * FROM matrices ORDER BY created DESC"
         params: tuple = ()
@@ -213,7 +192,7 @@ class MatrixTables:
             params = (limit,)
         return [_matrix_record(row) for row in self._conn.execute(sql, params).fetchall()]
 
-    @_locked
+    @locked
     def matrices_with_spec(self, spec_hash: str) -> list[MatrixRecord]:
         """Matrices asked with the same spec, newest first (to resume one)."""
         rows = self._conn.execute(
@@ -221,14 +200,14 @@ class MatrixTables:
         ).fetchall()
         return [_matrix_record(row) for row in rows]
 
-    @_locked
+    @locked
     def set_matrix_cluster(self, matrix_id: str, cluster: str | None) -> None:
         self._conn.execute(
             "UPDATE matrices SET cluster = ?, updated = ? WHERE id = ?",
             (cluster, time.time(), matrix_id),
         )
 
-    @_locked
+    @locked
     def matrix_cells(self, matrix_id: str) -> list[CellRecord]:
         rows = self._conn.execute(
             "SELECT matrix_id, position, cell, config, run_id, reason, host, node_id, attempts"
@@ -237,7 +216,7 @@ class MatrixTables:
         ).fetchall()
         return [_cell_record(row) for row in rows]
 
-    @_locked
+    @locked
     def update_cell(self, matrix_id: str, position: int, **fields: Any) -> None:
         """Set some of :data:`CELL_FIELDS` of one cell (``None`` clears a column)."""
         unknown = set(fields) - set(CELL_FIELDS)
@@ -263,7 +242,7 @@ class MatrixTables:
             conn.execute("ROLLBACK")
             raise
 
-    @_locked
+    @locked
     def matrix_of_run(self, run_id: str) -> CellRecord | None:
         """The matrix cell a run belongs to, if it was started by a matrix."""
         row = self._conn.execute(

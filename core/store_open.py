@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import os
 import shutil
 import sqlite3
@@ -26,6 +27,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 from kiln_lab.core.errors import DiskFull, KilnError, StoreError
 
@@ -300,3 +302,32 @@ class WalWatch:
         if now == self._identity:
             return None
         return "was deleted" if now is None else "was replaced by another file"
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def locked(method: F) -> F:
+    """A store method, serialised on the store's (re-entrant) lock, after following a
+    WAL deleted under the connection (``_follow_wal``); a SQLite failure becomes the
+    one-line error with the path and the fix (:func:`translate`), never a traceback.
+
+    One decorator for every table's methods (runs, events, matrices), so none of them
+    misses the WAL check or the translation.
+    """
+
+    @functools.wraps(method)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            self._follow_wal()
+            try:
+                result = method(self, *args, **kwargs)
+                self._wal.remember()
+                return result
+            except sqlite3.Error as exc:
+                error = translate(exc, self.path, self.readonly_reason)
+                if error is None:
+                    raise
+                raise error from exc
+
+    return wrapper  # type: ignore[return-value]
