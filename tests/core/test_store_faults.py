@@ -278,9 +278,9 @@ def _unmount(where: Path) -> None:
 def test_a_real_full_disk_fails_the_run_in_one_line_and_leaves_nothing_half_written(
     tmp_path: Path,
 ) -> None:
-    """KILN_HOME on a 6 MB tmpfs: the export fits, the fused graph does not. The run is
-    recorded failed with the cause, `--json` prints one object, history stays readable,
-    and no partial file is left under or beside a final name."""
+    """KILN_HOME on a 6 MB tmpfs, smaller than the run's data cache and graphs: the run
+    is recorded failed with the cause, `--json` prints one object, history stays
+    readable, and no partial file is left under or beside a final name."""
     home = tmp_path / "small"
     _try_mount_tmpfs(home, "6m")
     try:
