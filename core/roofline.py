@@ -1,15 +1,15 @@
 """Roofline: how close a run comes to what this machine's matmul kernels can do.
 
 A run is held against the peak of *its own* runtime and precision: ONNX Runtime fp32
-``MatMul`` and int8 ``MatMulInteger``; PyTorch fp32, bf16 and fp16 ``mm``; OpenVINO fp32
-and bf16 ``MatMul``. Dividing an int8 or bf16 run by the fp32 peak (as Kiln once did)
+``MatMul`` and int8 ``MatMulInteger``; PyTorch fp32, bf16 and fp16 ``mm``; OpenVINO f32,
+bf16 and int8 FullyConnected. Dividing an int8 or bf16 run by the fp32 peak (as Kiln once did)
 printed 1903%. Each peak is the best call of 2048^3 and 4096^3 products (constant
 weights, as a model's projections; for OpenVINO a chain of eight, see OPENVINO_CHAIN)
-over about two seconds, keyed by CPU model and flags, runtime version and threads. A peak taken while the machine was busy
-(:mod:`kiln_lab.core.machine_load`) is marked suspect, and so is every figure held
-against it, and it is re-taken after ten minutes. A run that achieves more than its
-peak marks the peak suspect and drops it from the cache, rather than printing a figure
-above 100%.
+over about two seconds, keyed by CPU model and flags, runtime version and threads.
+A peak taken while the machine was busy (:mod:`kiln_lab.core.machine_load`) is marked
+suspect, and so is every figure held against it, and it is re-taken after ten minutes.
+A run that achieves more than its peak marks the peak suspect and drops it from the
+cache, rather than printing a figure above 100%.
 
 A run's achieved GFLOP/s comes from the model's FLOPs per token (encoder projections,
 feed-forward, attention) times the tokens it processed, padding included.
