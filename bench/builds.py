@@ -67,7 +67,7 @@ def _benchmark_app(onnx: Path, batch: dict, precision: str, seconds: int) -> flo
     tool = shutil.which("benchmark_app") or str(Path(sys.executable).parent / "benchmark_app")
     if not Path(tool).exists():
         return None
-    shape = ",".join(f"{name}[{'x'.join(map(str, a.shape))}]" for name, a in batch.items())
+    shape = ",".join(f"{name}[{','.join(map(str, a.shape))}]" for name, a in batch.items())
     argv = [
         tool, "-m", str(onnx), "-d", "CPU", "-shape", shape, "-t", str(seconds),
         "-hint", "latency", "-infer_precision", "bf16" if precision == "bf16" else "f32",
