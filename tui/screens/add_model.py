@@ -96,12 +96,14 @@ class AddModelScreen(ModalScreen[str | None]):
         self.draft = draft
         values = draft.values
         labels = values.get("labels") or ()
+        dataset = values.get("default_dataset")
+        if dataset in (None, "", "none"):  # no built-in set of this task and labels
+            dataset = "none built in: evaluate it with your own file"
         lines = [
             f"name      {values.get('name')}",
             f"family    {values.get('family')} · task {values.get('task', '?')}",
             f"labels    {', '.join(labels[:8])}{' …' if len(labels) > 8 else ''}",
-            f"length    {values.get('max_seq_len', '?')} tokens · data "
-            f"{values.get('default_dataset') or '(none built in: evaluate with a file)'}",
+            f"length    {values.get('max_seq_len', '?')} tokens · data {dataset}",
         ]
         self.query_one("#found", Static).update("\n".join(lines))
         box = self.query_one("#questions", Vertical)
