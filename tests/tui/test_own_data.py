@@ -165,3 +165,19 @@ def test_a_file_value_round_trips_through_the_selection() -> None:
     assert value_of(chosen, "dataset") == DataFile("/d/f.bio", "bio")
     back = assign(chosen, "dataset", "peoples-daily-1998")
     assert (back.dataset, back.dataset_file) == ("peoples-daily-1998", None)
+
+
+async def test_a_catalogue_arriving_right_after_a_pick_keeps_it(
+    fixed_assets: Path, kiln_home: Path, until
+) -> None:
+    """The probe answers twice; its second catalogue once landed between a pick in the
+    panel and the message that tells the screen, and put the older selection back."""
+    app = KilnApp(show_welcome=False)
+    async with app.run_test(size=(100, 40)) as pilot:
+        main = app.main_screen
+        panel = await ready(pilot, until)
+        panel.set_value("limit", 1250)
+        main._catalogue_changed(main.catalogue)  # before SelectionChanged is handled
+        assert panel.selection.limit == 1250
+        await pilot.pause()
+        assert main.selection.limit == 1250 and "1,250" in str(panel.render())

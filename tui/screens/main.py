@@ -84,8 +84,12 @@ class MainScreen(MonitorScreen):
         self.catalogue = catalogue
         if first:
             self.selection = pick_default(catalogue, self.last_config)
-        self.query_one(SetupPanel).load(catalogue, self.selection)
-        self.selection = self.query_one(SetupPanel).selection
+        panel = self.query_one(SetupPanel)
+        # The panel holds the operator's latest pick; this screen's copy follows it by a
+        # message, so a catalogue arriving in between (the probe answers twice) must not
+        # put the older copy back.
+        panel.load(catalogue, self.selection if first else panel.selection)
+        self.selection = panel.selection
         added = self._added_model
         if added is not None and catalogue.model(added) is not None:
             self._added_model = None
