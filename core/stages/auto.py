@@ -103,7 +103,7 @@ def _cache_path(cfg: RunConfig, chosen: list[tuple[str, str]]) -> Any:
         kind="auto",
         version=1,
         model=cfg.model,
-        weights=cfg.weights,
+        weights=_weights_identity(cfg),
         data=cfg.dataset_label,
         perf_only=cfg.perf_only,
         shape=[cfg.batch_size, cfg.seq_len],
@@ -113,6 +113,23 @@ def _cache_path(cfg: RunConfig, chosen: list[tuple[str, str]]) -> Any:
         versions=[package_version(p) for p in ("onnxruntime", "openvino", "torch", "kiln-lab")],
     )
     return cache_dir("auto") / f"{key}.json"
+
+
+def _weights_identity(cfg: RunConfig) -> list[Any]:
+    """Which weights the decision was made for: their directory and each file's size and
+    mtime (a retrained model probes again), without hashing gigabytes on every run."""
+    from pathlib import Path
+
+    from kiln_lab.core.models import get_card, locate_weights
+
+    if cfg.perf_only:
+        return ["random"]
+    try:
+        where = locate_weights(get_card(cfg.model), Path(cfg.weights) if cfg.weights else None)
+    except KilnError:
+        return [cfg.weights]
+    files = sorted(p for p in Path(where).iterdir() if p.is_file())
+    return [str(where), *[(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files]]
 
 
 def choose(cfg: RunConfig, run_id: str, cancelled: Any) -> dict[str, Any]:
