@@ -28,7 +28,7 @@ from kiln_lab.core.metrics.intervals import (
     Interval,
     SentenceCounts,
     _ner_figures,
-    resample_counts,
+    resampled_sums,
     wilson,
 )
 
@@ -147,15 +147,14 @@ def paired_ner(
             f"{reference.sentences} reference sentences, {candidate.sentences} candidate"
         )
     reference, candidate = _same_types(reference, candidate)
-    weights = resample_counts(reference.sentences, resamples, seed)
     ones = np.ones((1, reference.sentences))
     types = len(reference.types)
     point_ref = _ner_figures(ones @ reference.columns(), types)[metric][0]
     point_cand = _ner_figures(ones @ candidate.columns(), types)[metric][0]
-    diffs = (
-        _ner_figures(weights @ candidate.columns(), types)[metric]
-        - _ner_figures(weights @ reference.columns(), types)[metric]
-    )
+    # Both runs' columns side by side: each resample draws the same sentences for both.
+    both = np.hstack((candidate.columns(), reference.columns()))
+    sums_cand, sums_ref = np.hsplit(resampled_sums(both, resamples, seed), 2)
+    diffs = _ner_figures(sums_cand, types)[metric] - _ner_figures(sums_ref, types)[metric]
     tail = (1 - confidence) / 2 * 100
     low, high = np.percentile(diffs, [tail, 100 - tail])
     return PairedDifference(

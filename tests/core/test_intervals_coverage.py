@@ -180,3 +180,16 @@ def test_split_sequence_covers_the_full_split_figure_and_early_stops_keep_it() -
     rows = np.arange(runs)
     print(f"split sequence: width 0.05 after {int(np.median(looks[stop] + 1))} of {size} (median)")
     assert _report("split confidence sequence at the early stop", inside[rows, stop]) >= NOMINAL
+
+
+def test_resampling_in_blocks_draws_exactly_the_one_big_matrix() -> None:
+    """The block-wise sums equal one ``resamples x count`` draw times the columns, for
+    resample counts under, at and across the block size."""
+    from kiln_lab.core.metrics.intervals import RESAMPLE_BLOCK, resample_counts, resampled_sums
+
+    columns = np.random.default_rng(1).integers(0, 9, size=(301, 5)).astype(np.float64)
+    for resamples in (1, RESAMPLE_BLOCK, 2 * RESAMPLE_BLOCK + 3):
+        whole = np.random.default_rng(7).integers(0, 301, size=(resamples, 301))
+        counts = np.stack([np.bincount(row, minlength=301) for row in whole])
+        assert np.array_equal(resample_counts(301, resamples, seed=7), counts)
+        assert np.array_equal(resampled_sums(columns, resamples, seed=7), counts @ columns)
