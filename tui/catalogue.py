@@ -7,12 +7,18 @@ first frame. :class:`Selection` is the operator's choice; it becomes a ``RunConf
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from kiln_lab.core.runconfig import AUTO
+
 DEMO_MODEL = "zh-ner-tiny"
-DEMO_PROFILE = "cpu-onnxruntime"
-DEMO_PRECISION = "fp32"
+DEMO_PROFILE = "auto"
+DEMO_PRECISION = "auto"
+"""The demo lets Kiln pick the build: on one CPU OpenVINO bf16 is 3x ONNX Runtime fp32,
+on another bf16 is emulated and slow, so no fixed profile is the right first run."""
+AUTO_TITLE = "Auto · the fastest accurate CPU build, measured here"
 
 TASK_SHORT = {
     "token-classification": "NER",
@@ -201,6 +207,7 @@ def load_catalogue(*, check_profiles: bool = True) -> Catalogue:
                     seq_len=profile.defaults.seq_len,
                 )
             )
+        profiles.insert(0, auto_entry(profiles))
     except KilnError as exc:
         problems.append(exc.to_dict())
     datasets: tuple[tuple[str, str], ...] = ()
@@ -224,6 +231,8 @@ def with_availability(catalogue: Catalogue) -> Catalogue:
     problems = list(catalogue.problems)
     profiles = []
     for entry in catalogue.profiles:
+        if entry.name == AUTO:
+            continue
         try:
             status = check_availability(get_profile(entry.name))
         except KilnError as exc:
@@ -233,7 +242,28 @@ def with_availability(catalogue: Catalogue) -> Catalogue:
         profiles.append(
             replace(entry, available=status.available, reason=status.reason, fix=status.fix)
         )
+    if any(entry.name == AUTO for entry in catalogue.profiles):
+        profiles.insert(0, auto_entry(profiles))
     return replace(catalogue, profiles=tuple(profiles), problems=tuple(problems))
+
+
+def auto_entry(profiles: Sequence[ProfileEntry]) -> ProfileEntry:
+    """The picker's "auto": the profile and precision chosen by a probe of every CPU build
+    (``--profile auto``); it can run where any of the profiles it tries can."""
+    from kiln_lab.core.stages.auto import CANDIDATES
+
+    tried = {name for name, _ in CANDIDATES}
+    states = [entry.available for entry in profiles if entry.name in tried]
+    available = True if True in states else (None if None in states else False)
+    return ProfileEntry(
+        name=AUTO,
+        title=AUTO_TITLE,
+        runtime=AUTO,
+        precisions=(AUTO, *dict.fromkeys(p for _, p in CANDIDATES)),
+        available=available,
+        reason="" if available is not False else f"none of {', '.join(sorted(tried))} can run",
+        fix="" if available is not False else "install one of their runtimes (make install)",
+    )
 
 
 def environment_checks() -> list[tuple[str, bool, str]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -14,7 +15,14 @@ from kiln_lab.core.result import RunResult
 from kiln_lab.core.store import RunStore
 from kiln_lab.tui import format as fmt
 from kiln_lab.tui.accuracy import accuracy_table, fp32_reference, published_figure
-from kiln_lab.tui.catalogue import Catalogue, ModelEntry, ProfileEntry, Selection, default_selection
+from kiln_lab.tui.catalogue import (
+    Catalogue,
+    ModelEntry,
+    ProfileEntry,
+    Selection,
+    auto_entry,
+    default_selection,
+)
 from kiln_lab.tui.compare import compare_rows
 from kiln_lab.tui.state import RunView
 from kiln_lab.tui.tail import split_batch, tail_run
@@ -306,6 +314,23 @@ def test_default_selection_prefers_the_last_run_then_the_demo() -> None:
     assert (demo.model, demo.profile, demo.precision) == ("zh-ner-tiny", "cpu-onnxruntime", "fp32")
     last = default_selection(catalogue, {"model": "a", "profile": "cpu-torch", "precision": "int8"})
     assert (last.model, last.profile, last.precision) == ("a", "cpu-torch", "fp32")
+    # With the picker's "auto" entry (as load_catalogue adds it) the demo lets Kiln choose.
+    catalogue = replace(catalogue, profiles=(auto_entry(catalogue.profiles), *catalogue.profiles))
+    demo = default_selection(catalogue)
+    assert (demo.model, demo.profile, demo.precision) == ("zh-ner-tiny", "auto", "auto")
+    assert demo.to_config(catalogue).is_auto
+
+
+def test_the_auto_entry_can_run_where_any_profile_it_tries_can() -> None:
+    def entry(name: str, available: bool | None) -> ProfileEntry:
+        return ProfileEntry(name, name, name, ("fp32",), available)
+
+    outside = entry("ascend-310p", True)  # not a CPU build: auto never tries it
+    assert auto_entry([entry("cpu-torch", False), entry("cpu-openvino", True)]).available
+    assert auto_entry([entry("cpu-torch", None), outside]).available is None
+    unavailable = auto_entry([entry("cpu-torch", False), outside])
+    assert unavailable.available is False and "cpu-torch" in unavailable.reason
+    assert auto_entry([]).precisions[0] == "auto"
 
 
 def test_a_model_without_weights_runs_performance_only() -> None:
