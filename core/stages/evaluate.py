@@ -7,7 +7,8 @@ with the batches already evaluated. The loop itself is :mod:`kiln_lab.core.evalu
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from kiln_lab.core.stages.compile import Compiled
 from kiln_lab.core.stages.context import StageContext
@@ -25,7 +26,7 @@ def run(
     ctx: StageContext, resolved: Resolved, loaded: Loaded, compiled: Compiled
 ) -> EvaluationResult | None:
     """Accuracy, throughput and latency of the evaluation; None where skipped."""
-    from kiln_lab.core.encode import SHARD_BATCHES, draw_order, stream_batches
+    from kiln_lab.core.encode import draw_order, stream_batches
     from kiln_lab.core.evaluate import evaluate
 
     if not ctx.config.evaluate:
@@ -40,10 +41,13 @@ def run(
         return None
     plan = loaded.plan
     with ctx.stage("evaluate") as summary:
-        completed = {
-            int(key.rsplit("/", 1)[1]): value
-            for key, value in ctx.checkpoints.load("evaluate/").items()
-        }
+        completed = _same_plan(
+            {
+                int(key.rsplit("/", 1)[1]): value
+                for key, value in ctx.checkpoints.load("evaluate/").items()
+            },
+            plan,
+        )
         remaining = [n for n in range(len(plan)) if n not in completed]
         if completed:
             log.info(
@@ -69,7 +73,7 @@ def run(
             ),
             confidence=ctx.config.confidence,
             until=ctx.config.until,
-            shard_batches=SHARD_BATCHES if ctx.config.order == "shards" else None,
+            shards=ctx.config.order == "shards",
             draw_order=draw_order(len(loaded.examples)),
             # The worker's cancel flag also carries the app's "stop evaluating" request.
             stop_requested=getattr(ctx.cancelled, "stop_evaluation", None),
@@ -141,3 +145,22 @@ def truncation_note(task: str, truncated: int, total: int, seq_len: int) -> str:
         f"{head}: each was classified from its first {seq_len} tokens only (a longer "
         "sequence length, up to the card's maximum, reads more of them)"
     )
+
+
+def _same_plan(completed: dict[int, Any], plan: Sequence[Sequence[int]]) -> dict[int, Any]:
+    """The checkpointed batches, if each holds the examples this run's plan puts there.
+
+    A run interrupted under a Kiln that planned its batches differently (another shard
+    layout) would otherwise have some examples scored twice and others never; its
+    predictions are dropped and the evaluation starts again instead.
+    """
+    for number, value in completed.items():
+        indices = value.get("indices") if isinstance(value, dict) else None
+        if number >= len(plan) or (indices is not None and list(indices) != list(plan[number])):
+            log.warning(
+                "the %d checkpointed batches were planned differently (by another Kiln "
+                "version?): evaluating from the start so no example counts twice",
+                len(completed),
+            )
+            return {}
+    return completed

@@ -165,3 +165,15 @@ def test_a_tag_the_metric_cannot_read_is_a_data_error(bad: str) -> None:
     batches = encoder.encode_all(examples, 16)
     with pytest.raises(DataError, match="unsupported NER tag"):
         _run(SeededLogits(len(NER_LABELS)), batches, examples)
+
+
+def test_checkpoints_of_another_batch_plan_are_dropped_not_mixed_in() -> None:
+    """A run interrupted under another shard layout: its batch numbers name other
+    examples now, so resuming from them would score some twice and some never."""
+    from kiln_lab.core.stages.evaluate import _same_plan
+
+    plan = [[0, 1], [2, 3], [4, 5]]
+    same = {0: {"indices": [0, 1], "labels": b""}, 2: {"indices": [4, 5], "labels": b""}}
+    assert _same_plan(same, plan) == same
+    assert _same_plan({1: {"indices": [3, 2]}}, plan) == {}
+    assert _same_plan({3: {"indices": [6, 7]}}, plan) == {}

@@ -94,7 +94,7 @@ def test_int8_carries_the_paired_difference(pair_model: str, kiln_home: Path, tm
 def test_until_stops_at_a_shard_boundary_and_holds_the_full_figure(
     tiny_assets: Path, kiln_home: Path
 ) -> None:
-    from kiln_lab.core.encode import SHARD_BATCHES
+    from kiln_lab.core.encode import closes_shard
 
     full = run_pipeline(
         RunConfig(model="tiny-ner-bert", limit=1200, batch_size=8), "full", lambda e: None
@@ -105,7 +105,8 @@ def test_until_stops_at_a_shard_boundary_and_holds_the_full_figure(
         lambda e: None,
     )["metrics"]
     stop = stopped["early_stop"]
-    assert stop["after"] < 1200 and stop["after"] % (8 * SHARD_BATCHES) == 0
+    assert stop["after"] < 1200 and stop["after"] % 8 == 0
+    assert closes_shard(stop["after"] // 8 - 1)
     assert not stopped["complete"] and full["complete"]
     assert stop["interval"]["high"] - stop["interval"]["low"] <= 0.25
     assert stop["interval"]["low"] <= full["entity_f1"] <= stop["interval"]["high"]
@@ -138,6 +139,31 @@ def test_plan_shards_are_random_and_sorted_inside() -> None:
     assert lengths == sorted(lengths)  # sorted inside a shard ...
     assert shard != sorted(range(300), key=lambda i: len(examples[i].tokens))[: len(shard)]
     assert plan == plan_batches(examples, 4, "bucket", shards=True)  # ... and the same each run
+    # The second shard (up to twice the first) is the rest here, sorted inside too.
+    second = [len(examples[i].tokens) for batch in plan[SHARD_BATCHES:] for i in batch]
+    assert len(second) == 300 - 4 * SHARD_BATCHES and second == sorted(second)
+    assert lengths[-1] > second[0]  # a new shard starts again from short sentences
+
+
+def test_shards_double_so_their_padding_grows_with_the_log_of_the_split() -> None:
+    from kiln_lab.core.data import TokenExample
+    from kiln_lab.core.encode import SHARD_BATCHES, closes_shard, plan_batches
+
+    ends = [n + 1 for n in range(16 * SHARD_BATCHES) if closes_shard(n)]
+    assert ends == [SHARD_BATCHES * (2**k - 1) for k in range(1, 5)]
+    rng = np.random.default_rng(1)
+    examples = [TokenExample(("x",) * int(n), ("O",) * int(n)) for n in rng.integers(1, 90, 4000)]
+
+    def padded(plan: list[list[int]]) -> int:
+        return sum(len(b) * max(len(examples[i].tokens) for i in b) for b in plan)
+
+    whole = padded(plan_batches(examples, 8, "bucket"))
+    sharded = plan_batches(examples, 8, "bucket", shards=True)
+    # 4,000 sentences in batches of 8: shards of 256, 512, 1,024, 2,048 and the rest.
+    starts = [0] + [n + 1 for n in range(len(sharded)) if closes_shard(n)]
+    assert [8 * (b - a) for a, b in zip(starts, starts[1:], strict=False)] == [256, 512, 1024, 2048]
+    # Sixteen shards of 256 would pad 2.6% more than sorting the whole split; five, 0.7%.
+    assert padded(sharded) < 1.015 * whole
 
 
 def _difference(low: float, high: float, point: float, examples: int = 400):
@@ -192,7 +218,7 @@ def test_the_apps_stop_key_stops_at_the_next_shard_boundary() -> None:
         labels=NER_LABELS,
         emit=lambda event: None,
         cancelled=lambda: False,
-        shard_batches=SHARD_BATCHES,
+        shards=True,
         draw_order=draw_order(len(examples)),
         stop_requested=lambda: asked.append(1) or True,
     )
