@@ -50,13 +50,9 @@ def _write(path: Path, content: str | bytes) -> Path:
     return path
 
 
-def _line_count(path: Path) -> int:
-    """Lines as the readers count them: only LF ends a line."""
-    return path.read_bytes().count(b"\n") + 1
-
-
 def _editor_line_count(path: Path) -> int:
-    """Lines as an editor counts them (LF, CRLF or a lone CR), as YAML errors report them."""
+    """Lines as an editor counts them (LF, CRLF or a lone CR), as the data readers
+    (core.data.textio) and YAML errors report them."""
     return len(re.split(r"\r\n|\r|\n", path.read_text(encoding="utf-8", errors="replace")))
 
 
@@ -75,7 +71,8 @@ def check_reader_outcome(path: Path, fmt: str, labels: tuple[str, ...] | None) -
             # Only whole-file problems may come without a line.
             assert "empty dataset" in exc.message, exc
         else:
-            assert 1 <= exc.line <= _line_count(path), (exc.line, _line_count(path), exc)
+            lines = _editor_line_count(path)
+            assert 1 <= exc.line <= lines, (exc.line, lines, exc)
         exc.one_line()
         return None
     assert isinstance(dataset, Dataset)
