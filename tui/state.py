@@ -131,6 +131,23 @@ class RunView:
         return str(self.config.get("model", ""))
 
     @property
+    def build(self) -> tuple[str, str, bool]:
+        """``(profile, precision, chosen)``: what runs. An auto run names ``auto`` until
+        its resolve stage has chosen, then the choice (``chosen`` True)."""
+        profile, precision = (
+            str(self.config.get("profile", "")),
+            str(self.config.get("precision", "")),
+        )
+        if "auto" not in (profile, precision):
+            return profile, precision, False
+        decided = self.stages["resolve"].summary.get("auto") or {}
+        if self.result is not None and self.result.profile:
+            decided = {"profile": self.result.profile, "precision": self.result.precision}
+        if decided.get("profile") and decided.get("precision"):
+            return str(decided["profile"]), str(decided["precision"]), True
+        return profile, precision, False
+
+    @property
     def perf_only(self) -> bool:
         if self.result is not None and self.result.perf_only is not None:
             return bool(self.result.perf_only)

@@ -425,3 +425,20 @@ def test_the_report_and_the_app_pick_the_same_fp32_baseline() -> None:
     )
     assert app is not None and app.id == "good"
     assert baseline_for(target, history) is app
+
+
+def test_an_auto_run_shows_its_choice_once_resolve_has_made_it() -> None:
+    from kiln_lab.core.events import StageFinished
+    from kiln_lab.tui.widgets.title_bar import title_text
+
+    view = RunView("r9")
+    view.apply_record("running", {"model": "m", "profile": "auto", "precision": "auto"}, None)
+    assert view.build == ("auto", "auto", False)
+    assert "m · auto · auto" in title_text("Main", view, 0.0).plain
+    chosen = {"profile": "cpu-openvino", "precision": "bf16", "why": "fastest", "cached": False}
+    view.apply(StageFinished("resolve", 31.5, {"auto": chosen, "profile": "cpu-openvino"}))
+    assert view.build == ("cpu-openvino", "bf16", True)
+    assert "m · auto: cpu-openvino · bf16" in title_text("Main", view, 0.0).plain
+    named = RunView("r10")
+    named.apply_record("running", {"model": "m", "profile": "cpu-torch", "precision": "fp32"}, None)
+    assert named.build == ("cpu-torch", "fp32", False)

@@ -18,7 +18,14 @@ class RunInfo(Static):
         self._drawn: tuple | None = None
 
     def show(self, view: RunView) -> None:
-        drawn = (view.run_id, view.status, view.batch_size, view.examples, view.result is not None)
+        drawn = (
+            view.run_id,
+            view.status,
+            view.batch_size,
+            view.examples,
+            view.result is not None,
+            view.build,
+        )
         if drawn == self._drawn:
             return
         self._drawn = drawn
@@ -31,8 +38,9 @@ class RunInfo(Static):
         grid.add_row("model", str(config.get("model", fmt.DASH)))
         dataset = result.dataset or config.get("dataset_label") or fmt.DASH
         grid.add_row("data", f"{dataset}")
-        grid.add_row("profile", str(config.get("profile", fmt.DASH)))
-        grid.add_row("precision", str(config.get("precision", fmt.DASH)))
+        profile, precision, chosen = view.build
+        grid.add_row("profile", f"{profile or fmt.DASH}{' (auto)' if chosen else ''}")
+        grid.add_row("precision", precision or fmt.DASH)
         grid.add_row("batch", str(view.batch_size or fmt.DASH))
         seq = result.seq_len or view.stages["resolve"].summary.get("seq_len")
         grid.add_row("seq len", str(seq or fmt.DASH))

@@ -20,9 +20,10 @@ def title_text(screen_title: str, view: RunView | None, now: float) -> Text:
         text.append(view.status, style=fmt.STATUS_STYLE.get(view.status, ""))
         config = view.config
         if config:
+            profile, precision, chosen = view.build
             text.append(
-                f"  {config.get('model', '')} · {config.get('profile', '')} · "
-                f"{config.get('precision', '')}",
+                f"  {config.get('model', '')} · {'auto: ' if chosen else ''}{profile} · "
+                f"{precision}",
                 style="dim",
             )
         elapsed = view.elapsed(now)
