@@ -14,6 +14,8 @@ versions, published whole like every other artifact.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
@@ -68,12 +70,17 @@ def quantize_openvino(
             list(calibration.batches),
             lambda batch: {n: np.asarray(batch[n], dtype=np.int64) for n in input_names},
         )
-        quantized = nncf.quantize(
-            model,
-            dataset,
-            model_type=nncf.ModelType.TRANSFORMER,
-            subset_size=len(calibration.batches),
-        )
+        # NNCF draws rich progress bars on stdout, which has no switch to turn them off:
+        # they would land in `--json` output of an in-process run (bench/, a local
+        # matrix) or as escape codes in the worker's log. Its warnings go through
+        # logging and are kept.
+        with contextlib.redirect_stdout(io.StringIO()):
+            quantized = nncf.quantize(
+                model,
+                dataset,
+                model_type=nncf.ModelType.TRANSFORMER,
+                subset_size=len(calibration.batches),
+            )
         ov.save_model(quantized, str(work / "model.xml"), compress_to_fp16=False)
         fake_quantize = sum(1 for op in quantized.get_ops() if op.get_type_name() == "FakeQuantize")
         return {
