@@ -26,7 +26,7 @@ Prints absolute figures, ratios against their targets, the machine and the versi
 Speed ratios are medians of interleaved pairs with a sign-test interval
 (bench/paired.py): a target is met or missed only when the interval says so, otherwise
 the check is "undecided"; exit 1 when a target is missed, 3 when one is undecided.
-``python bench/compare.py [--model NAME] [--pairs N]``.
+``python bench/compare.py [--model NAME] [--pairs N] [--close-pairs N]``.
 """
 
 from __future__ import annotations
@@ -273,8 +273,15 @@ def main(argv: list[str] | None = None) -> int:
         "--pairs",
         type=int,
         default=9,
-        help="interleaved pairs for each ratio (9: the sign-test interval drops the "
-        "lowest and highest ratio; 5 or fewer: it is their whole range)",
+        help="interleaved pairs for the headline ratio (9: the sign-test interval drops "
+        "the lowest and highest ratio; 5 or fewer: it is their whole range)",
+    )
+    parser.add_argument(
+        "--close-pairs",
+        type=int,
+        default=15,
+        help="pairs for the harness and order checks, whose ratios sit within a few "
+        "percent of their target (15: the interval drops the three lowest and highest)",
     )
     parser.add_argument(
         "--only-order", action="store_true", help="only part 4: random shards vs sorted"
@@ -283,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.disable(logging.WARNING)
     os.environ.setdefault("KILN_HOME", tempfile.mkdtemp(prefix="kiln-bench-"))
     if args.only_order:
-        order = order_cost(args.model, args.limit, args.pairs)
+        order = order_cost(args.model, args.limit, args.close_pairs)
         print(json.dumps(order, indent=2) if args.json else _order_line(order))
         return exit_code([order["verdict"]])
     from kiln_lab.core.models import get_card
@@ -315,8 +322,8 @@ def main(argv: list[str] | None = None) -> int:
                 versus.rates_b.append(cell["samples_per_s"])
     fixed = kiln_run(args.model, "int8", "fixed", args.limit, seq_len=fixed_len)
     fp32 = kiln_run(args.model, "fp32", "bucket", args.limit)
-    harness = harness_overhead(args.model, args.limit, args.pairs)
-    order = order_cost(args.model, args.limit, args.pairs)
+    harness = harness_overhead(args.model, args.limit, args.close_pairs)
+    order = order_cost(args.model, args.limit, args.close_pairs)
 
     def row(result: dict) -> dict:
         # The evaluate stage's wall time: tokenisation, inference, decoding, scoring,
