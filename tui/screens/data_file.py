@@ -15,12 +15,11 @@ from typing import Any
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen
 from textual.suggester import Suggester
 from textual.widgets import Button, DirectoryTree, Input, Static
 
+from kiln_lab.tui.screens.modals import UseOrCancelScreen
 from kiln_lab.tui.widgets.setup_panel import DataFile
 
 DETECT_DELAY_S = 0.25
@@ -58,12 +57,11 @@ class DataTree(DirectoryTree):
         return [path for path in paths if not path.name.startswith(".")]
 
 
-class DataFileScreen(ModalScreen[DataFile | None]):
+class DataFileScreen(UseOrCancelScreen[DataFile]):
     """Dismisses with the chosen :class:`DataFile`, or None when cancelled."""
 
     AUTO_FOCUS = "#file-path"
     CSS_PATH = Path(__file__).with_name("data_file.tcss")
-    BINDINGS = [Binding("escape", "cancel", "Cancel", show=True)]
 
     def __init__(
         self, *, model: str | None, task: str | None, start: str | None = None, root: Path
@@ -167,19 +165,9 @@ class DataFileScreen(ModalScreen[DataFile | None]):
         event.stop()
         self.action_use()
 
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        event.stop()
-        if event.button.id == "use":
-            self.action_use()
-        else:
-            self.action_cancel()
-
     def action_use(self) -> None:
         kind = self.found
         if kind is None:
             self.notify("choose a file Kiln can read for this model first", severity="warning")
             return
         self.dismiss(DataFile(str(Path(kind.path).resolve()), kind.format))
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)

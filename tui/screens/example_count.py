@@ -11,11 +11,11 @@ from pathlib import Path
 
 from textual import on
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen
 from textual.validation import ValidationResult, Validator
 from textual.widgets import Button, Input, Static
+
+from kiln_lab.tui.screens.modals import UseOrCancelScreen
 
 
 def parse_count(text: str) -> int | None:
@@ -37,12 +37,11 @@ class CountValidator(Validator):
         return self.success()
 
 
-class ExampleCountScreen(ModalScreen[tuple[int | None] | None]):
+class ExampleCountScreen(UseOrCancelScreen[tuple[int | None]]):
     """Dismisses with ``(count,)`` (None meaning all), or None when cancelled."""
 
     AUTO_FOCUS = "#count"
     CSS_PATH = Path(__file__).with_name("example_count.tcss")
-    BINDINGS = [Binding("escape", "cancel", "Cancel", show=True)]
 
     def __init__(self, current: int | None) -> None:
         super().__init__(classes="modal")
@@ -75,13 +74,6 @@ class ExampleCountScreen(ModalScreen[tuple[int | None] | None]):
         event.stop()
         self.action_use()
 
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        event.stop()
-        if event.button.id == "use":
-            self.action_use()
-        else:
-            self.action_cancel()
-
     def action_use(self) -> None:
         value = self.query_one("#count", Input).value
         try:
@@ -90,6 +82,3 @@ class ExampleCountScreen(ModalScreen[tuple[int | None] | None]):
             self.query_one("#count-error", Static).update(str(exc))
             return
         self.dismiss((count,))
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)

@@ -1,8 +1,9 @@
-"""Small modal screens: an error, a quit question, a cancel confirmation, and help."""
+"""Small modal screens: an error, a quit question, a cancel confirmation, help, and the
+use-or-cancel dialog the data-file and example-count pickers are."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -12,6 +13,28 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
 from kiln_lab.core.errors import internal_error
+
+Result = TypeVar("Result")
+
+
+class UseOrCancelScreen(ModalScreen[Result | None]):
+    """A dialog with a "use" button and a cancel one (escape too): the subclass says what
+    ``action_use`` dismisses with; cancelling dismisses with None."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel", show=True)]
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        if event.button.id == "use":
+            self.action_use()
+        else:
+            self.action_cancel()
+
+    def action_use(self) -> None:
+        raise NotImplementedError
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
 
 
 class ErrorScreen(ModalScreen[None]):
