@@ -203,21 +203,16 @@ def test_the_apps_stop_key_stops_at_the_next_shard_boundary() -> None:
     """The app's "stop evaluating" request ends the evaluation at a shard boundary with
     the figures so far and the whole split's interval, like --until does by width."""
     from kiln_lab.core.encode import SHARD_BATCHES, draw_order, plan_batches
-    from kiln_lab.core.evaluate import evaluate
-    from tests.core.test_evaluate import NER_LABELS, SeededLogits, _ner_setup
+    from tests.core.test_evaluate import NER_LABELS, SeededLogits, _ner_setup, _run
 
     examples, encoder = _ner_setup(300)
     plan = plan_batches(examples, 4, "bucket", shards=True)
     batches = [encoder.encode_batch(examples, indices) for indices in plan]
     asked = []
-    result = evaluate(
+    result = _run(
         SeededLogits(len(NER_LABELS)),
-        iter(batches),
+        batches,
         examples,
-        task="token-classification",
-        labels=NER_LABELS,
-        emit=lambda event: None,
-        cancelled=lambda: False,
         shards=True,
         draw_order=draw_order(len(examples)),
         stop_requested=lambda: asked.append(1) or True,
