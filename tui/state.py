@@ -30,6 +30,7 @@ from kiln_lab.core.events import (
     StageStarted,
 )
 from kiln_lab.core.result import BenchmarkCell, RunResult
+from kiln_lab.core.runconfig import AUTO
 from kiln_lab.core.stages import STAGES
 
 LOG_CAP = 5_000
@@ -138,7 +139,7 @@ class RunView:
             str(self.config.get("profile", "")),
             str(self.config.get("precision", "")),
         )
-        if "auto" not in (profile, precision):
+        if AUTO not in (profile, precision):
             return profile, precision, False
         decided = self.stages["resolve"].summary.get("auto") or {}
         if self.result is not None and self.result.profile:
