@@ -126,6 +126,13 @@ class RunRecord:
         """``result`` typed; empty for a run that has not finished."""
         return RunResult.from_dict(self.result)
 
+    @property
+    def build(self) -> tuple[str, str]:
+        """The profile and precision that ran: an ``auto`` run's record says ``auto``, its
+        result names the build that was chosen."""
+        result = self.run_result
+        return result.profile or self.profile, result.precision or self.precision
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,

@@ -48,8 +48,8 @@ def compare_rows(records: Sequence[Any]) -> list[tuple[str, list[Text]]]:
 
     row("status", lambda r, _: Text(r.status, style=fmt.STATUS_STYLE.get(r.status, "")))
     row("model", lambda r, _: _plain(r.model))
-    row("profile", lambda r, _: _plain(r.profile))
-    row("precision", lambda r, _: Text(r.precision, style="bold"))
+    row("profile", lambda r, _: _plain(r.build[0]))
+    row("precision", lambda r, _: Text(r.build[1], style="bold"))
     row("runtime", lambda _, result: _plain(result.runtime))
     row(
         "data",

@@ -58,8 +58,7 @@ def runs_table(records: list[Any]) -> Table:
             when(rec.created),
             Text(rec.status, style=STATUS_STYLE.get(rec.status, "")),
             rec.model,
-            rec.profile,
-            rec.precision,
+            *rec.build,
             rec.dataset,
             headline(result := RunResult.from_dict(rec.result)) or _best_speed(result),
         )

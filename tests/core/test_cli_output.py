@@ -152,6 +152,7 @@ def test_a_benchmark_only_run_lists_its_fastest_cell_marked_as_grid() -> None:
         model="m",
         profile="p",
         precision="int8",
+        build=("p", "int8"),
         dataset="d",
         result={k: v for k, v in bench.items() if k != "metrics"},
     )

@@ -443,10 +443,9 @@ def _json_result(record: Any) -> dict[str, Any]:
         "model": record.model,
         "dataset": result.dataset if result.dataset is not None else record.dataset,
         "split": result.split,
-        # An auto run's record says "auto"; its result names the build that was chosen.
-        "profile": result.profile or record.profile,
+        "profile": record.build[0],
         "runtime": result.runtime,
-        "precision": result.precision or record.precision,
+        "precision": record.build[1],
         "perf_only": result.perf_only,
         "examples": result.examples,
         "held_apart": dict(result.held_apart) if result.held_apart is not None else None,
