@@ -18,9 +18,10 @@
    positions is padded to its maximum) vs length bucketing, same int8 model: the
    speed-up.
 4. Evaluation in random shards sorted inside (the default since intervals are watched
-   mid-run) vs the whole split sorted by length: Kiln's evaluate() with tokenisation on
-   its thread, same int8 session, timed trials interleaved: target >= 0.95 (shards keep
-   bucketing's speed within 5%). ``--only-order`` runs this part alone.
+   mid-run) vs the whole split sorted by length, both cut into batches where the
+   lengths jump: Kiln's evaluate() with tokenisation on its thread, same int8 session,
+   timed trials interleaved: target >= 0.95 (shards keep bucketing's speed within 5%).
+   ``--only-order`` runs this part alone.
 
 Prints absolute figures, ratios against their targets, the machine and the versions.
 Speed ratios are medians of interleaved pairs with a sign-test interval
@@ -92,7 +93,7 @@ def kiln_run(
 def order_cost(model: str, limit: int | None, trials: int = 9) -> dict:
     """Random shards vs the whole split sorted: Kiln's evaluate() as the evaluate stage
     calls it (tokenised on its thread, scored, stored), same session, timed pairs."""
-    from kiln_lab.core.encode import draw_order, plan_batches, stream_batches
+    from kiln_lab.core.encode import draw_order, plan_batches, shard_ends, stream_batches
 
     bench = _Evaluation(model, limit)
     plans = {
@@ -104,7 +105,7 @@ def order_cost(model: str, limit: int | None, trials: int = 9) -> dict:
         def run() -> float:
             bench.evaluate(
                 stream_batches(bench.encoder, bench.examples, plans[order]),
-                shards=order == "shards",
+                shard_ends=shard_ends(len(bench.examples), 32) if order == "shards" else (),
                 draw_order=draw_order(len(bench.examples)),
             )
             return float(len(bench.examples))

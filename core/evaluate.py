@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import itertools
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +17,7 @@ import numpy as np
 import psutil
 
 from kiln_lab.core.data import TextExample, TokenExample
-from kiln_lab.core.encode import PaddedBatch, closes_shard
+from kiln_lab.core.encode import PaddedBatch
 from kiln_lab.core.errors import Cancelled
 from kiln_lab.core.events import Event, MetricSampled, ProgressAdvanced
 from kiln_lab.core.metrics import (
@@ -132,7 +132,7 @@ def evaluate(
     checkpoint: Callable[[dict[int, Any]], None] | None = None,
     confidence: float = 0.95,
     until: float | None = None,
-    shards: bool = False,
+    shard_ends: Collection[int] = (),
     draw_order: np.ndarray | None = None,
     stop_requested: Callable[[], bool] | None = None,
 ) -> EvaluationResult:
@@ -147,8 +147,9 @@ def evaluate(
     (``covers`` and ``resumed_batches`` in its throughput say so).
 
     Every figure carries intervals at ``confidence``. With ``until``, the evaluation
-    stops at the first shard boundary (``shards``: the batches come from a sharded
-    :func:`core.encode.plan_batches`, whose shuffle is ``draw_order``) where the
+    stops at the first shard boundary (``shard_ends``: the examples evaluated when
+    each shard of a sharded :func:`core.encode.plan_batches` closes, whose shuffle is
+    ``draw_order``) where the
     headline figure's anytime-valid interval for the whole split is narrower than
     ``until``; ``early_stop`` in the figures says when and with what. ``stop_requested``
     (the app's key) stops at the next shard boundary whatever the width.
@@ -219,7 +220,7 @@ def evaluate(
             if now - last_emit >= SAMPLE_INTERVAL_S or len(group) > 1:
                 last_emit = now
                 publish()
-            boundary = bool(score and shards and closes_shard(number))
+            boundary = bool(score and done in shard_ends)
             if boundary and done < total and (until or stop_requested is not None):
                 requested = stop_requested is not None and stop_requested()
                 if until or requested:

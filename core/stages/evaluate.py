@@ -26,7 +26,7 @@ def run(
     ctx: StageContext, resolved: Resolved, loaded: Loaded, compiled: Compiled
 ) -> EvaluationResult | None:
     """Accuracy, throughput and latency of the evaluation; None where skipped."""
-    from kiln_lab.core.encode import draw_order, stream_batches
+    from kiln_lab.core.encode import draw_order, shard_ends, stream_batches
     from kiln_lab.core.evaluate import evaluate
 
     if not ctx.config.evaluate:
@@ -73,7 +73,9 @@ def run(
             ),
             confidence=ctx.config.confidence,
             until=ctx.config.until,
-            shards=ctx.config.order == "shards",
+            shard_ends=shard_ends(len(loaded.examples), resolved.batch_size)
+            if ctx.config.order == "shards"
+            else (),
             draw_order=draw_order(len(loaded.examples)),
             # The worker's cancel flag also carries the app's "stop evaluating" request.
             stop_requested=getattr(ctx.cancelled, "stop_evaluation", None),

@@ -4,6 +4,7 @@ a language column, intervals in the result, the paired difference of an int8 bui
 
 from __future__ import annotations
 
+import itertools
 import random
 from pathlib import Path
 
@@ -94,7 +95,7 @@ def test_int8_carries_the_paired_difference(pair_model: str, kiln_home: Path, tm
 def test_until_stops_at_a_shard_boundary_and_holds_the_full_figure(
     tiny_assets: Path, kiln_home: Path
 ) -> None:
-    from kiln_lab.core.encode import closes_shard
+    from kiln_lab.core.encode import shard_ends
 
     full = run_pipeline(
         RunConfig(model="tiny-ner-bert", limit=1200, batch_size=8), "full", lambda e: None
@@ -105,8 +106,7 @@ def test_until_stops_at_a_shard_boundary_and_holds_the_full_figure(
         lambda e: None,
     )["metrics"]
     stop = stopped["early_stop"]
-    assert stop["after"] < 1200 and stop["after"] % 8 == 0
-    assert closes_shard(stop["after"] // 8 - 1)
+    assert stop["after"] < 1200 and stop["after"] in shard_ends(1200, 8)
     assert not stopped["complete"] and full["complete"]
     assert stop["interval"]["high"] - stop["interval"]["low"] <= 0.25
     assert stop["interval"]["low"] <= full["entity_f1"] <= stop["interval"]["high"]
@@ -133,37 +133,79 @@ def test_plan_shards_are_random_and_sorted_inside() -> None:
     rng = np.random.default_rng(0)
     examples = [TokenExample(("x",) * int(n), ("O",) * int(n)) for n in rng.integers(1, 60, 300)]
     plan = plan_batches(examples, 4, "bucket", shards=True)
-    assert sorted(i for batch in plan for i in batch) == list(range(300))
-    shard = [i for batch in plan[:SHARD_BATCHES] for i in batch]
+    flat = [i for batch in plan for i in batch]
+    assert sorted(flat) == list(range(300))
+    assert all(1 <= len(batch) <= 4 for batch in plan)
+    first = 4 * SHARD_BATCHES
+    assert first in itertools.accumulate(map(len, plan))  # a whole batch closes the shard
+    shard = flat[:first]
     lengths = [len(examples[i].tokens) for i in shard]
     assert lengths == sorted(lengths)  # sorted inside a shard ...
     assert shard != sorted(range(300), key=lambda i: len(examples[i].tokens))[: len(shard)]
     assert plan == plan_batches(examples, 4, "bucket", shards=True)  # ... and the same each run
     # The second shard (up to twice the first) is the rest here, sorted inside too.
-    second = [len(examples[i].tokens) for batch in plan[SHARD_BATCHES:] for i in batch]
-    assert len(second) == 300 - 4 * SHARD_BATCHES and second == sorted(second)
+    second = [len(examples[i].tokens) for i in flat[first:]]
+    assert len(second) == 300 - first and second == sorted(second)
     assert lengths[-1] > second[0]  # a new shard starts again from short sentences
 
 
 def test_shards_double_so_their_padding_grows_with_the_log_of_the_split() -> None:
     from kiln_lab.core.data import TokenExample
-    from kiln_lab.core.encode import SHARD_BATCHES, closes_shard, plan_batches
+    from kiln_lab.core.encode import SHARD_BATCHES, plan_batches, shard_ends, shard_sizes
 
-    ends = [n + 1 for n in range(16 * SHARD_BATCHES) if closes_shard(n)]
-    assert ends == [SHARD_BATCHES * (2**k - 1) for k in range(1, 5)]
+    assert shard_sizes(15 * SHARD_BATCHES, 1) == [SHARD_BATCHES * 2**k for k in range(4)]
     rng = np.random.default_rng(1)
     examples = [TokenExample(("x",) * int(n), ("O",) * int(n)) for n in rng.integers(1, 90, 4000)]
 
     def padded(plan: list[list[int]]) -> int:
         return sum(len(b) * max(len(examples[i].tokens) for i in b) for b in plan)
 
+    def every(size: int, plan: list[list[int]]) -> list[list[int]]:
+        flat = [i for batch in plan for i in batch]
+        return [flat[k : k + size] for k in range(0, len(flat), size)]
+
     whole = padded(plan_batches(examples, 8, "bucket"))
     sharded = plan_batches(examples, 8, "bucket", shards=True)
-    # 4,000 sentences in batches of 8: shards of 256, 512, 1,024, 2,048 and the rest.
-    starts = [0] + [n + 1 for n in range(len(sharded)) if closes_shard(n)]
-    assert [8 * (b - a) for a, b in zip(starts, starts[1:], strict=False)] == [256, 512, 1024, 2048]
+    # 4,000 sentences in batches of up to 8: shards of 256, 512, 1,024, 2,048 and the
+    # rest, each closed by a whole batch.
+    ends = list(itertools.accumulate(map(len, sharded)))
+    assert sorted(shard_ends(4000, 8)) == [256, 768, 1792, 3840, 4000]
+    assert shard_ends(4000, 8) <= set(ends)
     # Sixteen shards of 256 would pad 2.6% more than sorting the whole split; five, 0.7%.
     assert padded(sharded) < 1.015 * whole
+    # Cutting where the lengths jump pads less than cutting every 8, sorted or sharded.
+    assert padded(sharded) < padded(every(8, sharded))
+    assert whole < padded(every(8, plan_batches(examples, 8, "bucket")))
+    # Without a call cost (a tool run per call, an accelerator) every batch is full.
+    full = plan_batches(examples, 8, "bucket", call_cost=None)
+    assert full == every(8, plan_batches(examples, 8, "bucket"))
+
+
+def test_cutting_by_length_pads_least_for_its_call_cost() -> None:
+    """The cuts are optimal: no other way to cut (checked exhaustively on short runs)
+    costs less in padded tokens plus the per-batch cost."""
+    from kiln_lab.core.encode import cut_by_length
+
+    def cost(lengths: list[int], cuts: list[int], call: float) -> float:
+        bounds = [0, *cuts, len(lengths)]
+        return sum((b - a) * lengths[b - 1] + call for a, b in itertools.pairwise(bounds))
+
+    rng = np.random.default_rng(3)
+    for _ in range(30):
+        lengths = sorted(rng.integers(1, 40, int(rng.integers(1, 11))).tolist())
+        size, call = int(rng.integers(1, 5)), float(rng.choice([0.0, 3.0, 16.0]))
+        cuts = cut_by_length(lengths, size, call)
+        bounds = [0, *cuts, len(lengths)]
+        assert all(0 < b - a <= size for a, b in itertools.pairwise(bounds))
+        every = [
+            list(c)
+            for k in range(len(lengths))
+            for c in itertools.combinations(range(1, len(lengths)), k)
+            if all(b - a <= size for a, b in itertools.pairwise([0, *c, len(lengths)]))
+        ]
+        assert cost(lengths, cuts, call) == min(cost(lengths, c, call) for c in every)
+    assert cut_by_length([5] * 10, 4) == [2, 6]  # equal lengths: the fewest batches
+    assert cut_by_length([], 4) == []
 
 
 def _difference(low: float, high: float, point: float, examples: int = 400):
@@ -202,7 +244,7 @@ def test_the_guard_chases_only_what_the_paired_interval_shows(
 def test_the_apps_stop_key_stops_at_the_next_shard_boundary() -> None:
     """The app's "stop evaluating" request ends the evaluation at a shard boundary with
     the figures so far and the whole split's interval, like --until does by width."""
-    from kiln_lab.core.encode import SHARD_BATCHES, draw_order, plan_batches
+    from kiln_lab.core.encode import SHARD_BATCHES, draw_order, plan_batches, shard_ends
     from tests.core.test_evaluate import NER_LABELS, SeededLogits, _ner_setup, _run
 
     examples, encoder = _ner_setup(300)
@@ -213,7 +255,7 @@ def test_the_apps_stop_key_stops_at_the_next_shard_boundary() -> None:
         SeededLogits(len(NER_LABELS)),
         batches,
         examples,
-        shards=True,
+        shard_ends=shard_ends(len(examples), 4),
         draw_order=draw_order(len(examples)),
         stop_requested=lambda: asked.append(1) or True,
     )

@@ -127,12 +127,12 @@ def test_kill_at_each_stage_then_resume(
     result = _check_resumes(store, run_id, ONNXRUNTIME)
     if STAGES.index(stage) > STAGES.index("evaluate"):
         # Every batch came from the checkpoints, yet the speed figures are the whole
-        # evaluation's (48 examples in 6 batches of 8), labelled as such.
+        # evaluation's (48 examples in batches of up to 8), labelled as such.
         throughput = result["throughput"]
         assert throughput["covers"] == "whole evaluation"
-        assert throughput["resumed_batches"] == throughput["batches"] == 6
+        assert throughput["resumed_batches"] == throughput["batches"] >= 6
         assert throughput["samples_per_s"] > 0
-        assert result["latency"]["count"] == 6
+        assert result["latency"]["count"] == throughput["batches"]
 
 
 @pytest.mark.slow

@@ -59,7 +59,12 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
         choices=("train", "dev", "test"),
         help="split of a built-in dataset (default test)",
     )
-    p.add_argument("--batch-size", type=int, help="batch size (default: the profile's)")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        help="examples per batch, at most (bucketing cuts a batch short where the lengths "
+        "jump; default: the profile's)",
+    )
     p.add_argument("--seq-len", type=int, help="max sequence length (default: the card's)")
     p.add_argument(
         "--padding",
