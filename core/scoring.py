@@ -238,9 +238,23 @@ class Scorer:
             codes = running.table.encode(truth)
             predicted = self.label_codes[np.concatenate(label_parts)]
             lengths, unseen = np.concatenate(length_parts), np.concatenate(unseen_parts)
-            running.update_codes(codes, predicted, lengths, unseen)
             indices = [i for batch, *_ in items for i in batch.indices]
-            self.outcomes.add(indices, codes, predicted, lengths, unseen)  # type: ignore[call-arg]
+            outcomes = self.outcomes
+            assert isinstance(outcomes, NerOutcomes)
+            # Entities are found once: the per-sentence counts the intervals keep sum to
+            # the pooled counts of the live figures.
+            tp, pred_counts, actual, _seen, correct = outcomes.add(
+                indices, codes, predicted, lengths, unseen
+            )
+            running.add_counts(
+                tp.sum(0),
+                pred_counts.sum(0),
+                actual.sum(0),
+                tokens=int(codes.shape[0]),
+                correct=int(correct.sum()),
+                truncated=int(np.count_nonzero(unseen)),
+                sentences=int(lengths.shape[0]),
+            )
 
     def seen(self) -> int:
         running = self.running

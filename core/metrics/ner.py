@@ -230,6 +230,23 @@ def _seqeval_score(true_positives: int, predicted: int, actual: int) -> EntitySc
     return EntityScore(precision, recall, f1, actual)
 
 
+def check_codes(
+    true: np.ndarray, pred: np.ndarray, lengths: np.ndarray, unseen: np.ndarray | None
+) -> None:
+    """``DataError`` unless the tag codes, sentence lengths and truncation marks align."""
+    if true.shape != pred.shape or int(lengths.sum()) != true.shape[0]:
+        raise DataError(
+            f"{true.shape[0]} true tags, {pred.shape[0]} predicted, "
+            f"{int(lengths.sum())} in the sentence lengths",
+            hint=_SENTENCES_HINT,
+        )
+    if unseen is not None and unseen.shape != true.shape:
+        raise DataError(
+            f"{unseen.shape[0]} truncation marks for {true.shape[0]} tags",
+            hint=_SENTENCES_HINT,
+        )
+
+
 class RunningNer:
     """NER scores accumulated batch by batch, for live panes during a long evaluation.
 
@@ -282,17 +299,7 @@ class RunningNer:
         The evaluation loop's path: it decodes a batch straight to codes, so no tag
         string is made for scoring. ``unseen`` as in :meth:`update`.
         """
-        if true.shape != pred.shape or int(lengths.sum()) != true.shape[0]:
-            raise DataError(
-                f"{true.shape[0]} true tags, {pred.shape[0]} predicted, "
-                f"{int(lengths.sum())} in the sentence lengths",
-                hint=_SENTENCES_HINT,
-            )
-        if unseen is not None and unseen.shape != true.shape:
-            raise DataError(
-                f"{unseen.shape[0]} truncation marks for {true.shape[0]} tags",
-                hint=_SENTENCES_HINT,
-            )
+        check_codes(true, pred, lengths, unseen)
         # Both taggings chunked in one pass: the predicted sentences follow the true ones.
         first, last, kinds, span = self.table.chunks(
             np.concatenate((true, pred)), np.concatenate((lengths, lengths))
@@ -318,6 +325,35 @@ class RunningNer:
             correct &= ~unseen
         self._correct_tokens += int(np.count_nonzero(correct))
         self._sentences += int(lengths.shape[0])
+
+    def add_counts(
+        self,
+        true_positives: np.ndarray,
+        predicted: np.ndarray,
+        actual: np.ndarray,
+        *,
+        tokens: int,
+        correct: int,
+        truncated: int,
+        sentences: int,
+    ) -> None:
+        """Add sentences already chunked: entity counts per type (``self.table.types``
+        order) and token counts, as the column sums of
+        :func:`~kiln_lab.core.metrics.outcomes.sentence_counts`. The evaluation loop's
+        path: it keeps those per-sentence counts for the intervals anyway, so finding
+        the entities a second time here would double the cost of scoring."""
+        for counter, column in (
+            (self._true_positives, true_positives),
+            (self._predicted, predicted),
+            (self._actual, actual),
+        ):
+            for code, count in enumerate(column.tolist()):
+                if count:
+                    counter[self.table.types[code]] += count
+        self._tokens += tokens
+        self._correct_tokens += correct
+        self._truncated_tokens += truncated
+        self._sentences += sentences
 
     def snapshot(self) -> NerScores:
         """The scores so far, as an immutable value."""

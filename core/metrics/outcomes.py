@@ -24,7 +24,7 @@ from kiln_lab.core.metrics.intervals import (
     ner_intervals,
     wilson,
 )
-from kiln_lab.core.metrics.ner import TagTable
+from kiln_lab.core.metrics.ner import TagTable, check_codes
 from kiln_lab.core.metrics.sequential import RatioStream
 
 
@@ -82,15 +82,16 @@ class NerOutcomes:
         pred: np.ndarray,
         lengths: np.ndarray,
         unseen: np.ndarray | None = None,
-    ) -> None:
-        tp, predicted, actual, seen, correct = sentence_counts(
-            self.table, true, pred, lengths, unseen
-        )
-        self._parts.append(
-            (np.asarray(indices, dtype=np.int64), tp, predicted, actual, seen, correct)
-        )
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Add sentences (tag codes concatenated, ``lengths`` each); returns their
+        :func:`sentence_counts`, whose column sums are the pooled counts."""
+        check_codes(true, pred, lengths, unseen)
+        counts = sentence_counts(self.table, true, pred, lengths, unseen)
+        tp, predicted, actual, seen, correct = counts
+        self._parts.append((np.asarray(indices, dtype=np.int64), *counts))
         self.f1.add(2 * tp.sum(1), predicted.sum(1) + actual.sum(1))
         self.tokens.add(correct, seen)
+        return counts
 
     @property
     def main(self) -> RatioStream:

@@ -195,6 +195,40 @@ def test_running_ner_equals_score_ner_in_any_batch_split(corpus, seed: int) -> N
     assert running.snapshot() == score_ner(true, pred)
 
 
+@settings(max_examples=50, deadline=None, derandomize=True)
+@given(tagged_corpus(IOBES), st.integers(0, 2**32))
+def test_running_ner_from_per_sentence_counts_equals_score_ner(corpus, seed: int) -> None:
+    """The evaluation loop's path: entities found once per batch (NerOutcomes), the
+    pooled counts added from their column sums, equal seqeval's scores."""
+    import numpy as np
+
+    from kiln_lab.core.metrics.outcomes import NerOutcomes
+
+    true, pred = corpus
+    running = RunningNer()
+    outcomes = NerOutcomes(running.table)
+    pairs = list(zip(true, pred, strict=True))
+    start = 0
+    for batch in split_randomly(pairs, random.Random(seed)):
+        truth, guess = [t for t, _ in batch], [p for _, p in batch]
+        codes, predicted = running.table.encode(truth), running.table.encode(guess)
+        lengths = np.array([len(t) for t in truth], dtype=np.int64)
+        tp, counted, actual, _seen, correct = outcomes.add(
+            range(start, start + len(batch)), codes, predicted, lengths
+        )
+        running.add_counts(
+            tp.sum(0),
+            counted.sum(0),
+            actual.sum(0),
+            tokens=int(codes.shape[0]),
+            correct=int(correct.sum()),
+            truncated=0,
+            sentences=len(batch),
+        )
+        start += len(batch)
+    assert running.snapshot() == score_ner(true, pred)
+
+
 def test_running_ner_bad_batch_changes_nothing() -> None:
     running = RunningNer()
     running.update([["B-PER", "I-PER"]], [["B-PER", "I-PER"]])
