@@ -183,13 +183,26 @@ def test_split_sequence_covers_the_full_split_figure_and_early_stops_keep_it() -
 
 
 def test_resampling_in_blocks_draws_exactly_the_one_big_matrix() -> None:
-    """The block-wise sums equal one ``resamples x count`` draw times the columns, for
-    resample counts under, at and across the block size."""
+    """The block-wise sums equal one ``resamples x count`` draw of weights times the
+    columns, for resample counts under, at and across the block size."""
     from kiln_lab.core.metrics.intervals import RESAMPLE_BLOCK, resample_counts, resampled_sums
 
     columns = np.random.default_rng(1).integers(0, 9, size=(301, 5)).astype(np.float64)
     for resamples in (1, RESAMPLE_BLOCK, 2 * RESAMPLE_BLOCK + 3):
-        whole = np.random.default_rng(7).integers(0, 301, size=(resamples, 301))
-        counts = np.stack([np.bincount(row, minlength=301) for row in whole])
-        assert np.array_equal(resample_counts(301, resamples, seed=7), counts)
-        assert np.array_equal(resampled_sums(columns, resamples, seed=7), counts @ columns)
+        weights = resample_counts(301, resamples, seed=7)
+        assert weights.shape == (resamples, 301)
+        assert np.array_equal(resampled_sums(columns, resamples, seed=7), weights @ columns)
+
+
+def test_resample_weights_are_poisson_one() -> None:
+    """Each example's weight is Poisson(1): the classic bootstrap's draw count in the
+    limit, independently per example (mean 1, variance 1, P(0) = 1/e)."""
+    from math import exp, factorial
+
+    from kiln_lab.core.metrics.intervals import resample_counts
+
+    weights = resample_counts(2000, 500, seed=3)
+    assert np.array_equal(weights, np.round(weights)) and weights.min() == 0
+    assert abs(weights.mean() - 1) < 0.005 and abs(weights.var() - 1) < 0.01
+    for k in range(4):
+        assert abs(np.mean(weights == k) - exp(-1) / factorial(k)) < 0.003
