@@ -153,9 +153,22 @@ EVENT_TYPES: dict[str, type[Event]] = {
 }
 
 
+def _jsonable(value: Any) -> Any:
+    """JSON for what ``json`` cannot write itself: a dataclass as its fields, else text."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    return str(value)
+
+
 def to_record(event: Event) -> tuple[str, str]:
-    """Serialise an event as ``(kind, json payload)`` for the run store."""
-    return event.kind, json.dumps(dataclasses.asdict(event), ensure_ascii=False, default=str)
+    """Serialise an event as ``(kind, json payload)`` for the run store.
+
+    The fields are read shallowly and ``json`` walks the values itself:
+    ``dataclasses.asdict`` deep-copies every nested dict first, which made it most of
+    the cost of storing a live snapshot.
+    """
+    fields = {f.name: getattr(event, f.name) for f in dataclasses.fields(event)}
+    return event.kind, json.dumps(fields, ensure_ascii=False, default=_jsonable)
 
 
 def from_record(kind: str, payload: str) -> Event:

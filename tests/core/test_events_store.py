@@ -45,6 +45,32 @@ def test_every_event_kind_round_trips() -> None:
     assert {type(e).kind for e in samples} <= set(EVENT_TYPES)
 
 
+def test_a_payload_is_written_as_a_deep_copy_would_write_it() -> None:
+    """Fields are read shallowly for speed; nested dataclasses, tuples and values JSON
+    cannot write (a path) still come out as ``dataclasses.asdict`` then ``str`` wrote
+    them."""
+    import dataclasses
+    import json
+
+    from kiln_lab.core.metrics.intervals import Interval
+
+    event = MetricSampled(
+        "evaluate",
+        "accuracy",
+        {
+            "interval": Interval(0.1, 0.2, 0.95, "wilson"),
+            "nested": {
+                "shape": (32, 128),
+                "path": Path("/x/model.onnx"),
+                3: [Interval(0, 1, 0.9, "w")],
+            },
+        },
+    )
+    deep = json.dumps(dataclasses.asdict(event), ensure_ascii=False, default=str)
+    assert to_record(event) == ("metric_sampled", deep)
+    assert json.loads(to_record(event)[1])["values"]["interval"]["method"] == "wilson"
+
+
 def test_unknown_event_kind_is_a_store_error() -> None:
     with pytest.raises(StoreError, match="newer Kiln"):
         from_record("from_the_future", "{}")
