@@ -283,6 +283,13 @@ class Runtime(ABC):
         """True where the built model is the fp32 PyTorch reference itself (no parity)."""
         return False
 
+    def batch_call_cost(self, profile: Profile) -> float | None:
+        """What one more batch costs, in padded tokens, when the plan cuts length-sorted
+        batches short where the lengths jump (:func:`kiln_lab.core.encode.cut_by_length`);
+        None keeps every batch full. Full by default: OpenVINO compiles every new input
+        shape, a tool run per call costs seconds, accelerators were not measured."""
+        return None
+
     def conversion(self, profile: Profile, precision: str) -> Conversion:
         """What the quantize stage converts for this runtime at ``precision``."""
         if precision == "fp32":

@@ -182,6 +182,12 @@ class OnnxRuntimeRuntime(Runtime):
     precisions: ClassVar[frozenset[str]] = frozenset({"fp32", "fp16", "int8"})
     fuses_attention: ClassVar[bool] = True
 
+    def batch_call_cost(self, profile: Profile) -> float | None:
+        from kiln_lab.core.encode import CALL_COST_TOKENS
+
+        # Measured on the CPU provider only (see CALL_COST_TOKENS).
+        return CALL_COST_TOKENS if profile.device == "cpu" else None
+
     def conversion(self, profile: Profile, precision: str) -> Conversion:
         if precision == "fp16" and TENSORRT in profile.execution_providers:
             return Conversion(None, "TensorRT builds fp16 itself from the fp32 graph")

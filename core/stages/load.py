@@ -34,7 +34,7 @@ class Loaded:
 
 
 def run(ctx: StageContext, resolved: Resolved) -> Loaded:
-    from kiln_lab.core.encode import CALL_COST_TOKENS, BatchEncoder, plan_batches
+    from kiln_lab.core.encode import BatchEncoder, plan_batches
     from kiln_lab.core.models import load_model
 
     cfg = ctx.config
@@ -51,11 +51,7 @@ def run(ctx: StageContext, resolved: Resolved) -> Loaded:
             input_names=loaded.family.input_names,
             padding="fixed" if profile.static_shapes else cfg.padding,  # type: ignore[arg-type]
             static_batch=resolved.batch_size if profile.static_shapes else None,
-            # Cutting batches short where lengths jump was measured on in-process CPU
-            # runtimes; a tool run per call, or an accelerator, wants full batches.
-            call_cost=CALL_COST_TOKENS
-            if profile.device == "cpu" and profile.runtime != "external"
-            else None,
+            call_cost=resolved.runtime.batch_call_cost(profile),
         )
         # The encoder's padding: a static-shape graph pads every batch to full rows.
         plan = plan_batches(

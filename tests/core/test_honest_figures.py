@@ -278,3 +278,22 @@ def test_the_store_keeps_a_stop_request_apart_from_a_cancel(tmp_path: Path) -> N
     assert not store.run(run_id).cancel_requested
     store.request_cancel(run_id)  # a cancel wins over a stop request
     assert store.cancel_requested(run_id) and not store.stop_evaluation_requested(run_id)
+
+
+@pytest.mark.parametrize(
+    ("profile", "cuts"),
+    [
+        ("cpu-onnxruntime", True),
+        ("cpu-openvino", False),  # compiles every new shape: full batches, fewer shapes
+        ("cpu-polygraphy", False),  # a tool run per call
+        ("cuda-onnxruntime", False),  # not measured on an accelerator
+    ],
+)
+def test_only_onnxruntime_on_the_cpu_cuts_batches_by_length(profile: str, cuts: bool) -> None:
+    from kiln_lab.core.encode import CALL_COST_TOKENS
+    from kiln_lab.core.profiles import get_profile
+    from kiln_lab.core.runtimes import get_runtime
+
+    chosen = get_profile(profile)
+    cost = get_runtime(chosen.runtime).batch_call_cost(chosen)
+    assert cost == (CALL_COST_TOKENS if cuts else None)
