@@ -230,9 +230,9 @@ def plan_batches(
     bucketing, batches hold up to ``batch_size`` examples, cut where the lengths jump
     (:func:`cut_by_length`, with ``call_cost``); fixed padding, or ``call_cost`` None
     (a call costs far more than a token: a tool run per call, an accelerator), cuts
-    every ``batch_size``. With ``shards``,
-    the examples come in random shards (:func:`shard_sizes`), each sorted and cut
-    inside, so each shard ends with a whole batch (:func:`shard_ends`).
+    every ``batch_size``. With ``shards``, the examples come in random shards
+    (:func:`shard_sizes`), each sorted and cut inside, so each shard ends with a whole
+    batch (:func:`shard_ends`).
     """
     order = list(range(len(examples)))
     pieces = [order]
