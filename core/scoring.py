@@ -243,18 +243,8 @@ class Scorer:
             assert isinstance(outcomes, NerOutcomes)
             # Entities are found once: the per-sentence counts the intervals keep sum to
             # the pooled counts of the live figures.
-            tp, pred_counts, actual, _seen, correct = outcomes.add(
-                indices, codes, predicted, lengths, unseen
-            )
-            running.add_counts(
-                tp.sum(0),
-                pred_counts.sum(0),
-                actual.sum(0),
-                tokens=int(codes.shape[0]),
-                correct=int(correct.sum()),
-                truncated=int(np.count_nonzero(unseen)),
-                sentences=int(lengths.shape[0]),
-            )
+            counts = outcomes.add(indices, codes, predicted, lengths, unseen)
+            running.add_sentence_counts(counts, truncated=int(np.count_nonzero(unseen)))
 
     def seen(self) -> int:
         running = self.running

@@ -326,34 +326,31 @@ class RunningNer:
         self._correct_tokens += int(np.count_nonzero(correct))
         self._sentences += int(lengths.shape[0])
 
-    def add_counts(
+    def add_sentence_counts(
         self,
-        true_positives: np.ndarray,
-        predicted: np.ndarray,
-        actual: np.ndarray,
+        counts: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
         *,
-        tokens: int,
-        correct: int,
-        truncated: int,
-        sentences: int,
+        truncated: int = 0,
     ) -> None:
-        """Add sentences already chunked: entity counts per type (``self.table.types``
-        order) and token counts, as the column sums of
-        :func:`~kiln_lab.core.metrics.outcomes.sentence_counts`. The evaluation loop's
-        path: it keeps those per-sentence counts for the intervals anyway, so finding
-        the entities a second time here would double the cost of scoring."""
-        for counter, column in (
+        """Add sentences already chunked: the per-sentence counts of
+        :func:`~kiln_lab.core.metrics.outcomes.sentence_counts` (entities per type in
+        ``self.table.types`` order, tokens seen and correct), whose column sums are the
+        pooled counts; ``truncated`` tokens were cut off, so not seen. The evaluation
+        loop's path: it keeps those counts for the intervals anyway, so finding the
+        entities a second time here would double the cost of scoring."""
+        true_positives, predicted, actual, seen, correct = counts
+        for counter, table in (
             (self._true_positives, true_positives),
             (self._predicted, predicted),
             (self._actual, actual),
         ):
-            for code, count in enumerate(column.tolist()):
+            for code, count in enumerate(table.sum(0).tolist()):
                 if count:
                     counter[self.table.types[code]] += count
-        self._tokens += tokens
-        self._correct_tokens += correct
+        self._tokens += int(seen.sum()) + truncated
+        self._correct_tokens += int(correct.sum())
         self._truncated_tokens += truncated
-        self._sentences += sentences
+        self._sentences += int(seen.shape[0])
 
     def snapshot(self) -> NerScores:
         """The scores so far, as an immutable value."""

@@ -213,18 +213,8 @@ def test_running_ner_from_per_sentence_counts_equals_score_ner(corpus, seed: int
         truth, guess = [t for t, _ in batch], [p for _, p in batch]
         codes, predicted = running.table.encode(truth), running.table.encode(guess)
         lengths = np.array([len(t) for t in truth], dtype=np.int64)
-        tp, counted, actual, _seen, correct = outcomes.add(
-            range(start, start + len(batch)), codes, predicted, lengths
-        )
-        running.add_counts(
-            tp.sum(0),
-            counted.sum(0),
-            actual.sum(0),
-            tokens=int(codes.shape[0]),
-            correct=int(correct.sum()),
-            truncated=0,
-            sentences=len(batch),
-        )
+        counts = outcomes.add(range(start, start + len(batch)), codes, predicted, lengths)
+        running.add_sentence_counts(counts)
         start += len(batch)
     assert running.snapshot() == score_ner(true, pred)
 
