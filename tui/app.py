@@ -79,6 +79,8 @@ class KilnApp(App[int]):
         """None: when the store has no runs; True/False: always/never (tests)."""
         self.first_run = False
         self._bugs_shown: set[str] = set()
+        self._catalogue_reads = 0
+        """Readings of the catalogue started; only the newest may publish what it read."""
         self.main_screen = MainScreen()
         if self.no_color:
             from kiln_lab.tui.nocolor import install
@@ -102,9 +104,18 @@ class KilnApp(App[int]):
         """Read the cards and profiles again (a card was added)."""
         self._load_catalogue()
 
-    @work(thread=True, exit_on_error=False, group="catalogue")
     def _load_catalogue(self) -> None:
-        """Ask ``python -m kiln_lab.tui.probe`` (see there why a process); it answers twice."""
+        self._catalogue_reads += 1
+        self._read_catalogue(self._catalogue_reads)
+
+    @work(thread=True, exit_on_error=False, group="catalogue")
+    def _read_catalogue(self, reading: int) -> None:
+        """Ask ``python -m kiln_lab.tui.probe`` (see there why a process); it answers twice.
+
+        A reading started later supersedes this one: the first reading's second answer
+        (the slow availability checks) could otherwise land after a reload's first and
+        put back a catalogue without the card just added.
+        """
         from kiln_lab.tui.probe import from_json
 
         # kiln_lab is installed in this interpreter: ``-m`` finds it from any cwd.
@@ -119,7 +130,10 @@ class KilnApp(App[int]):
         assert proc.stdout is not None and proc.stderr is not None
         for line in proc.stdout:
             catalogue = from_json(line)
-            self.call_from_thread(setattr, self, "catalogue", catalogue)
+            if not self.call_from_thread(self._publish_catalogue, reading, catalogue):
+                proc.kill()  # superseded: the newer reading answers instead
+                proc.communicate()
+                return
         errors = proc.stderr.read()
         if proc.wait() != 0 or catalogue is None:
             self.call_from_thread(
@@ -135,6 +149,13 @@ class KilnApp(App[int]):
             return
         for problem in catalogue.problems:
             self.call_from_thread(self.show_error, problem)
+
+    def _publish_catalogue(self, reading: int, catalogue: Catalogue) -> bool:
+        """Runs on the app's thread, where readings are counted: no race with a reload."""
+        if reading != self._catalogue_reads:
+            return False
+        self.catalogue = catalogue
+        return True
 
     @work(thread=True, exit_on_error=False, group="store")
     def _open_store(self) -> None:

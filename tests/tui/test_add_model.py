@@ -3,6 +3,7 @@ for parity and kept in KILN_HOME/cards, then chosen in the model picker (issue 1
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import sys
 from pathlib import Path
@@ -71,3 +72,21 @@ async def test_a_directory_is_added_from_the_model_picker(
         assert (kiln_home / "cards" / "lab-ner.yaml").is_file()
         await until(pilot, lambda: main.catalogue.model("lab-ner") is not None, timeout=60)
         await until(pilot, lambda: panel.selection.model == "lab-ner")
+
+
+async def test_an_older_reading_of_the_catalogue_cannot_undo_a_newer(
+    fixed_assets: Path, kiln_home: Path, until
+) -> None:
+    # The first reading answers twice, the second time after slow availability checks; on
+    # a loaded machine that answer came after a reload's, without the card just added.
+    app = KilnApp(show_welcome=False)
+    async with app.run_test() as pilot:
+        await until(pilot, lambda: app.catalogue is not None)
+        first = app._catalogue_reads
+        newer = app.catalogue
+        older = dataclasses.replace(newer, models=newer.models[:-1])
+        app.reload_catalogue()
+        assert not app._publish_catalogue(first, older)
+        assert app.catalogue is newer
+        assert app._publish_catalogue(app._catalogue_reads, older)
+        assert app.catalogue is older
