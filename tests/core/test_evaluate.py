@@ -3,7 +3,9 @@ checkpoints resume to the same figures."""
 
 from __future__ import annotations
 
+import base64
 import random
+import zlib
 from typing import Any
 
 import numpy as np
@@ -110,13 +112,15 @@ def test_checkpoints_resume_to_the_same_figures() -> None:
     saved: dict[int, Any] = {}
     whole = _run(model, batches, examples, checkpoint=saved.update)
     assert sorted(saved) == list(range(len(batches)))
-    # Resume with the first half done (packed entries) and one entry in the older
-    # format, a tag string per word: both restore.
+    # Resume with the first half done (packed entries, deflated) and two entries in the
+    # older formats, a tag string per word and plain label indices: all restore.
     done = {n: saved[n] for n in range(len(batches) // 2)}
     done[0] = {
         "indices": saved[0]["indices"],
         "predictions": [whole.predictions[i] for i in saved[0]["indices"]],
     }
+    deflated = done[1].pop("label_ids_deflated")
+    done[1]["label_ids"] = base64.b64encode(zlib.decompress(base64.b64decode(deflated))).decode()
     rest = list(range(len(batches) // 2, len(batches)))
     resumed = _run(model, [batches[n] for n in rest], examples, numbers=rest, completed=done)
     assert resumed.accuracy == whole.accuracy
