@@ -243,9 +243,11 @@ def plan_batches(
     plan = []
     for piece in pieces:
         if padding == "bucket":
-            piece.sort(key=lambda i: proxy_length(examples[i]))
-        if padding == "bucket" and call_cost is not None:
+            # Each length once, for the sort and the cuts (a stable sort: same plan).
             lengths = [proxy_length(examples[i]) for i in piece]
+            ranks = sorted(range(len(piece)), key=lengths.__getitem__)
+            piece, lengths = [piece[k] for k in ranks], [lengths[k] for k in ranks]
+        if padding == "bucket" and call_cost is not None:
             cuts = [0, *cut_by_length(lengths, batch_size, call_cost), len(piece)]
             plan += [piece[a:b] for a, b in itertools.pairwise(cuts)]
         else:
