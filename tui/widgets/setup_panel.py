@@ -142,11 +142,15 @@ def choices(key: str, catalogue: Catalogue, selection: Selection) -> list[Choice
         return [Choice(Text(p), p, "offered by the profile") for p in offered]
     if key == "batch_size":
         default = profile.batch_size if profile else 32
-        # At most: ONNX Runtime on the CPU cuts batches where sentence lengths jump.
-        most = "the most examples a batch holds"
-        return [Choice(Text(f"{default} (profile)"), None, f"the profile's default: {most}")] + [
-            Choice(Text(str(b)), b, most) for b in BATCH_SIZES
-        ]
+        # At most: ONNX Runtime on the CPU cuts batches where sentence lengths jump. Said
+        # once, on the first row: under every number it doubled the list's height.
+        return [
+            Choice(
+                Text(f"{default} (profile)"),
+                None,
+                "the profile's default; each is the most examples a batch holds",
+            )
+        ] + [Choice(Text(str(b)), b) for b in BATCH_SIZES]
     if key == "seq_len":
         longest = model.max_seq_len if model else 512
         default = (profile.seq_len if profile else None) or longest
